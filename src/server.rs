@@ -347,6 +347,16 @@ fn serve(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
         }
     };
     if !upgrade::wants_websocket(&head) {
+        if head.path() != "/" && upgrade::route(head.path()).is_some() {
+            // A WebSocket-only endpoint asked for as a page: say what it wants (RFC 9110 15.5.22).
+            // Answered here because tiny_http drops the hop-by-hop Upgrade header.
+            shared.stats.rejected(426);
+            return http::reject(
+                &stream,
+                426,
+                &[("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")],
+            );
+        }
         return web::forward(cfg, &shared.stats, shared.web_addr, stream, head, peer);
     }
     let accepted = match upgrade::accept(&head, &|route| protocols(cfg, route)) {

@@ -28,7 +28,6 @@ use crate::assets;
 use crate::config::Config;
 use crate::http::{self, Head};
 use crate::stats::Stats;
-use crate::upgrade;
 
 /// Threads answering page requests. Each answer is a copy of an in-memory file, so two are
 /// plenty on two cores; tiny_http's own per-connection threads do the socket I/O.
@@ -125,11 +124,6 @@ fn respond(ctx: &Ctx, request: tiny_http::Request) {
         Response::from_string(ctx.stats.render())
             .with_header(header("Content-Type", "text/plain; version=0.0.4"))
             .with_header(header("Cache-Control", "no-store"))
-    } else if upgrade::route(&path).is_some() && path != "/" {
-        // A WebSocket endpoint asked for without the upgrade headers: say what it wants.
-        text(426, "426 Upgrade Required: this is a WebSocket endpoint\n")
-            .with_header(header("Upgrade", "websocket"))
-            .with_header(header("Sec-WebSocket-Version", "13"))
     } else {
         match assets::lookup(ctx.public_dir.as_deref(), &path) {
             None => text(404, "404 Not Found\n"),
