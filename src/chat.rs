@@ -537,7 +537,7 @@ impl Chat {
         now_ms: u64,
         out: &mut Outbox,
     ) -> Result<(), Reject> {
-        trace!("chat: conn {conn}: {body:?}");
+        trace!("chat: conn {conn}: {}", body.kind());
         match body {
             Request::Login { name } => self.login(conn, &name, reference, out),
             Request::Join { room } => self.join(conn, &room, reference, out),

@@ -185,6 +185,22 @@ pub(crate) enum Request {
     },
 }
 
+impl Request {
+    /// The request's `type`, for logs (which must not carry message text).
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Request::Login { .. } => "login",
+            Request::Join { .. } => "join",
+            Request::Leave { .. } => "leave",
+            Request::Say { .. } => "say",
+            Request::Dm { .. } => "dm",
+            Request::Rooms => "rooms",
+            Request::Users { .. } => "users",
+            Request::History { .. } => "history",
+        }
+    }
+}
+
 /// The `type` values [`Request`] knows, checked before serde so that an unknown type gets
 /// `unknown_type` and not serde's "unknown variant" as a `bad_field`.
 const KNOWN_TYPES: &[&str] = &[
@@ -561,6 +577,7 @@ mod tests {
         ];
         for (text, want) in cases {
             let m = msg(text);
+            assert!(text.contains(&format!("\"type\":\"{}\"", m.body.kind())));
             assert_eq!(m.body, want, "{text}");
             assert_eq!(m.reference, None);
         }
