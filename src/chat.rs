@@ -2257,6 +2257,65 @@ mod tests {
         assert_eq!(v["id"], last + 1);
     }
 
+    #[test]
+    fn fuzz_replay_matches_memory() {
+        let dir = TempDir::new("fuzz-replay");
+        let cfg = ChatConfig {
+            max_rooms: 4,
+            max_rooms_per_client: 3,
+            history_per_room: 7,
+            fsync: Fsync::Never,
+            ..persistent(&dir)
+        };
+        let mut rng = Rng(42);
+        let mut h = H::with(cfg.clone());
+        for c in 1..=4 {
+            h.connect(c);
+        }
+        let mut compactions = 0;
+        for round in 0..3000 {
+            let conn = 1 + rng.next() % 4;
+            // Half plain text, so that enough messages are said to force compactions.
+            let text = if round % 2 == 0 {
+                format!("p{round}")
+            } else {
+                well_formed(&mut rng)
+            };
+            let input = parse_input(&text);
+            h.input(conn, input);
+            if round % 5 == 0 {
+                let records = h.chat.log.as_ref().map_or(0, |l| l.records);
+                h.chat.commit().expect("commit");
+                if h.chat.log.as_ref().map_or(0, |l| l.records) < records {
+                    compactions += 1;
+                }
+            }
+        }
+        h.chat.commit().expect("commit");
+        assert!(compactions > 0, "the test should exercise compaction");
+        let dump = |chat: &Chat| {
+            let mut rooms: Vec<(String, Vec<Entry>)> = chat
+                .rooms
+                .iter()
+                .filter(|(_, r)| !r.history.is_empty())
+                .map(|(k, r)| {
+                    (
+                        format!("{k}={}", r.name),
+                        r.history.iter().cloned().collect(),
+                    )
+                })
+                .collect();
+            rooms.sort_by(|a, b| a.0.cmp(&b.0));
+            rooms
+        };
+        let before = dump(&h.chat);
+        assert!(before.len() > 1, "the test should exercise several rooms");
+        let last = h.chat.last_id;
+        let reopened = Chat::open(cfg).expect("reopen");
+        assert_eq!(dump(&reopened), before);
+        assert_eq!(reopened.last_id, last);
+    }
+
     /// The most lines the log may have right after a commit with 10 messages kept.
     const COMPACT_LIMIT_FOR_TEST: usize = 256 + 16;
 

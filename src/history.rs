@@ -204,7 +204,7 @@ pub(crate) struct Log {
     pending: Vec<u8>,
     pending_records: usize,
     /// Records in the file (including unreadable lines, which compaction also removes).
-    records: usize,
+    pub(crate) records: usize,
     /// Bytes in the file that are known good; a failed write is cut back to this.
     len: u64,
     /// The highest id in any record so far (written or pending).
