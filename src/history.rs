@@ -141,6 +141,22 @@ pub(crate) enum Fsync {
     Never,
 }
 
+impl std::str::FromStr for Fsync {
+    type Err = String;
+
+    /// `always`, `batch` or `never` (as a command line or config file spells it).
+    fn from_str(s: &str) -> Result<Fsync, String> {
+        match s {
+            "always" => Ok(Fsync::Always),
+            "batch" => Ok(Fsync::Batch),
+            "never" => Ok(Fsync::Never),
+            _ => Err(format!(
+                "fsync policy must be always, batch or never, not `{s}`"
+            )),
+        }
+    }
+}
+
 /// The log's file name inside the data directory.
 const LOG_NAME: &str = "chat.log";
 /// The compacted copy being written; a leftover one is from a crash mid-compaction and is junk
@@ -558,6 +574,15 @@ pub(crate) mod tests {
         assert_eq!(log.max_logged_id(), 4);
         let text = fs::read_to_string(dir.log_path()).unwrap();
         assert!(text.ends_with("\"id\":4}\n"), "torn tail cut: {text:?}");
+    }
+
+    #[test]
+    fn fsync_policy_parses() {
+        assert_eq!("always".parse(), Ok(Fsync::Always));
+        assert_eq!("batch".parse(), Ok(Fsync::Batch));
+        assert_eq!("never".parse(), Ok(Fsync::Never));
+        assert!("sometimes".parse::<Fsync>().is_err());
+        assert_eq!(Fsync::default(), Fsync::Batch);
     }
 
     #[test]
