@@ -2316,6 +2316,29 @@ mod tests {
         assert_eq!(reopened.last_id, last);
     }
 
+    #[test]
+    fn a_failed_write_is_repaired_by_a_rewrite_from_memory() {
+        let dir = TempDir::new("repair");
+        let mut h = H::with(persistent(&dir));
+        h.connect(1);
+        h.send(1, "one");
+        h.chat.commit().expect("commit");
+        // The file lost everything (say a failed write was cut back too far), and the log knows.
+        std::fs::write(dir.log_path(), "").unwrap();
+        if let Some(log) = h.chat.log.as_mut() {
+            log.break_for_test();
+        }
+        h.send(1, "two");
+        h.send(1, r#"{"type":"dm","to":"guest-1","text":"three"}"#);
+        h.chat.commit().expect("commit");
+        let before = history_of(&mut h, 1, "lobby");
+        let mut h2 = H::with(persistent(&dir));
+        h2.connect(1);
+        assert_eq!(history_of(&mut h2, 1, "lobby"), before);
+        assert_eq!(before.as_array().map(Vec::len), Some(2));
+        assert_eq!(h2.chat.last_id, 3);
+    }
+
     /// The most lines the log may have right after a commit with 10 messages kept.
     const COMPACT_LIMIT_FOR_TEST: usize = 256 + 16;
 

@@ -324,6 +324,12 @@ impl Log {
         self.pending.clone()
     }
 
+    /// Pretends a write failed (tests check the recovery).
+    #[cfg(test)]
+    pub(crate) fn break_for_test(&mut self) {
+        self.broken = true;
+    }
+
     /// The highest id the log (file or batch) knows was handed out.
     pub(crate) fn max_logged_id(&self) -> u64 {
         self.max_logged_id
