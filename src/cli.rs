@@ -7,7 +7,7 @@ use wschat::Config;
 
 /// What the command line asks for.
 pub enum Command {
-    Serve(Config),
+    Serve(Box<Config>),
     Bench(Vec<String>),
     Help(String),
     Version,
@@ -108,6 +108,69 @@ const OPTIONS: &[Opt] = &[
         },
     },
     Opt {
+        name: "data-dir",
+        value: "DIR",
+        help: "keep chat history in DIR (appended before delivery, survives restarts) [default: memory only]",
+        set: |c, v| {
+            c.chat.data_dir = Some(v.into());
+            Ok(())
+        },
+    },
+    Opt {
+        name: "fsync",
+        value: "POLICY",
+        help: "always | batch (one fdatasync per dispatcher batch) | never [default: batch]",
+        set: |c, v| {
+            c.chat.fsync = v.parse()?;
+            Ok(())
+        },
+    },
+    Opt {
+        name: "history",
+        value: "N",
+        help: "chat messages kept per room [default: 1000]",
+        set: |c, v| {
+            c.chat.history_per_room = number(v)?;
+            Ok(())
+        },
+    },
+    Opt {
+        name: "max-text",
+        value: "CHARS",
+        help: "longest chat message, in characters [default: 4000]",
+        set: |c, v| {
+            c.chat.max_text_chars = number(v)?;
+            Ok(())
+        },
+    },
+    Opt {
+        name: "max-rooms-per-client",
+        value: "N",
+        help: "chat rooms one connection may be in [default: 20]",
+        set: |c, v| {
+            c.chat.max_rooms_per_client = number(v)?;
+            Ok(())
+        },
+    },
+    Opt {
+        name: "chat-rate",
+        value: "PER_SEC",
+        help: "chat messages per second per connection; 0 = unlimited [default: 10]",
+        set: |c, v| {
+            c.chat_rate = number(v)?;
+            Ok(())
+        },
+    },
+    Opt {
+        name: "chat-burst",
+        value: "N",
+        help: "chat messages a connection may send back to back [default: 20]",
+        set: |c, v| {
+            c.chat_burst = number(v)?;
+            Ok(())
+        },
+    },
+    Opt {
         name: "read-buffer",
         value: "BYTES",
         help: "socket read buffer per connection [default: 4096]",
@@ -123,8 +186,8 @@ fn help() -> String {
         "wschat {} - a WebSocket chat and broadcast server without an async runtime\n\n\
          Usage:\n  wschat [serve] [OPTIONS]   run the server (the default)\n  \
          wschat bench SCENARIO ...  load-test a server (wschat bench --help)\n\n\
-         Endpoints: GET / (chat page), ws://HOST/ (relay), ws://HOST/relay/NAME, ws://HOST/echo,\n\
-         GET /healthz, GET /metrics\n\nOptions:\n",
+         Endpoints: GET / (chat page), ws://HOST/chat (JSON chat, PROTOCOL.md), ws://HOST/ (relay),\n\
+         ws://HOST/relay/NAME, ws://HOST/echo, GET /healthz, GET /metrics\n\nOptions:\n",
         env!("CARGO_PKG_VERSION")
     );
     for o in OPTIONS {
@@ -177,7 +240,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         };
         (opt.set)(&mut config, &value).map_err(|e| format!("--{name}: {e}"))?;
     }
-    Ok(Command::Serve(config))
+    Ok(Command::Serve(Box::new(config)))
 }
 
 #[cfg(test)]

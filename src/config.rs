@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::chat::ChatConfig;
+
 /// Everything a [`Server`](crate::Server) can be told before it starts.
 ///
 /// Start from [`Config::default()`] and change the fields you need; the struct is
@@ -81,6 +83,20 @@ pub struct Config {
     /// their sockets. Default 3 s.
     pub shutdown_timeout: Duration,
 
+    /// The chat at `/chat`: limits, history, and where the history log lives
+    /// (`chat.data_dir`, default `None`: history in memory only, nothing touches the disk).
+    pub chat: ChatConfig,
+
+    /// Chat messages per second one connection may send on average; 0 turns the limit off.
+    /// Default 10: well above typing speed, low enough that one client cannot make the single
+    /// dispatcher fan out more than ten room messages a second. Over it, a client gets
+    /// `rate_limited`; 50 refusals in a row close it with 1008.
+    pub chat_rate: f64,
+
+    /// Chat messages a connection may send back to back before `chat_rate` applies. Default
+    /// 20: a reconnecting page fires its join/history/users requests at once.
+    pub chat_burst: f64,
+
     /// Accept backlog. Default 4096: a reconnect storm after a restart (every browser comes back
     /// at once) must queue in the kernel rather than be dropped and retried a second later.
     pub listen_backlog: i32,
@@ -103,6 +119,9 @@ impl Default for Config {
             thread_stack_size: 128 * 1024,
             shutdown_timeout: Duration::from_secs(3),
             listen_backlog: 4096,
+            chat: ChatConfig::default(),
+            chat_rate: crate::ratelimit::CHAT_RATE_PER_SEC,
+            chat_burst: crate::ratelimit::CHAT_BURST,
         }
     }
 }

@@ -9,7 +9,7 @@ use cli::Command;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match cli::parse(&args) {
-        Ok(Command::Serve(config)) => serve(config),
+        Ok(Command::Serve(config)) => serve(*config),
         Ok(Command::Bench(_args)) => {
             eprintln!("wschat bench: not built yet");
             ExitCode::from(2)

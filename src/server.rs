@@ -12,7 +12,9 @@ use crossbeam_channel::Sender;
 use log::{debug, info, warn};
 use tungstenite::Bytes;
 
+use crate::chat::Chat;
 use crate::config::Config;
+use crate::conn::{ChatLimit, Mode};
 use crate::error::{Error, Result};
 use crate::frame;
 use crate::http::{self, HeadError};
@@ -92,6 +94,7 @@ impl Server {
             sys::nofile_limit().saturating_sub(RESERVED_FDS).max(16) as usize
         };
 
+        let chat = Chat::open(config.chat.clone())?;
         let cfg = Arc::new(config);
         let stats = Arc::new(Stats::default());
         let web = Web::start(&cfg, stats.clone())?;
@@ -111,7 +114,7 @@ impl Server {
         });
 
         let mut threads = Vec::new();
-        let hub = Hub::new(cfg.clone(), stats, rx, epoll.clone());
+        let hub = Hub::new(cfg.clone(), stats, rx, epoll.clone(), chat);
         threads.push(spawn("wschat-dispatch", move || hub.run())?);
         threads.push(spawn("wschat-poller", move || hub::run_poller(epoll, tx))?);
         let accept_shared = shared.clone();
@@ -221,6 +224,45 @@ impl Handle {
                 data,
             })
             .map_err(|_| Error::Closed)
+    }
+
+    /// Says `text` in chat room `room` as user `from` (a bot, a host program), exactly as if a
+    /// client named `from` had sent it: it gets an id, enters the history, and every member of
+    /// the room receives it. Returns the message's id once the dispatcher has accepted it.
+    ///
+    /// # Errors
+    /// [`Error::Rejected`] with the reason when the room or name is invalid or the text too
+    /// long; [`Error::Closed`] after shutdown.
+    pub fn say(&self, room: &str, from: &str, text: &str) -> Result<u64> {
+        if self.shared.stopping.load(Relaxed) {
+            return Err(Error::Closed);
+        }
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        self.shared
+            .tx
+            .send(Event::Say {
+                room: room.to_string(),
+                from: from.to_string(),
+                text: text.to_string(),
+                reply: Some(reply),
+            })
+            .map_err(|_| Error::Closed)?;
+        match answer.recv() {
+            Ok(Ok(id)) => Ok(id),
+            Ok(Err(why)) => Err(Error::Rejected(why)),
+            Err(_) => Err(Error::Closed),
+        }
+    }
+
+    /// Chat rooms that exist now (with members or with history), as of the dispatcher's last
+    /// batch.
+    pub fn room_count(&self) -> usize {
+        self.shared.stats.chat_rooms.load(Relaxed)
+    }
+
+    /// Chat users connected now, as of the dispatcher's last batch.
+    pub fn chat_user_count(&self) -> usize {
+        self.shared.stats.chat_users.load(Relaxed)
     }
 
     /// WebSocket connections open now.
@@ -385,13 +427,17 @@ fn serve(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
     let stream = Arc::new(stream);
     shared.stats.ws_open.fetch_add(1, Relaxed);
     shared.stats.ws_total.fetch_add(1, Relaxed);
+    let mode = match accepted.route {
+        Route::Chat { .. } => Mode::Chat(ChatLimit::new(cfg.chat_rate, cfg.chat_burst)),
+        _ => Mode::Frames,
+    };
     let opened = shared.tx.send(Event::Open {
         id,
         stream: stream.clone(),
         route: accepted.route,
     });
     if opened.is_ok() {
-        crate::conn::run(id, stream, head.rest, cfg, &shared.tx);
+        crate::conn::run(id, stream, head.rest, cfg, &shared.tx, mode);
     }
     shared.stats.ws_open.fetch_sub(1, Relaxed);
     debug!("{peer}: client {id} disconnected");
@@ -401,6 +447,7 @@ fn serve(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
 fn protocols(_cfg: &Config, route: &Route) -> Vec<String> {
     match route {
         Route::Echo => vec!["echo-protocol".to_string()],
+        Route::Chat { .. } => vec!["wschat.v1".to_string()],
         Route::Relay(_) => Vec::new(),
     }
 }
