@@ -92,7 +92,7 @@ const OPTIONS: &[Opt] = &[
     Opt {
         name: "handshake-timeout",
         value: "SECS",
-        help: "time for a request head to arrive [default: 10]",
+        help: "time for a request head to arrive [default: 5]",
         set: |c, v| {
             c.handshake_timeout = seconds(v)?;
             Ok(())
@@ -167,6 +167,60 @@ const OPTIONS: &[Opt] = &[
         help: "chat messages a connection may send back to back [default: 20]",
         set: |c, v| {
             c.chat_burst = number(v)?;
+            Ok(())
+        },
+    },
+    Opt {
+        name: "tokens",
+        value: "FILE",
+        help: "require an access token (?token= or Authorization: Bearer) from FILE, lines `TOKEN [NAME]`; also $WSCHAT_TOKENS; re-read on SIGHUP",
+        set: |c, v| {
+            c.tokens_file = Some(v.into());
+            Ok(())
+        },
+    },
+    Opt {
+        name: "allow-origin",
+        value: "URL",
+        help: "also accept WebSockets from pages of this origin (repeatable; * = any) [default: same origin only]",
+        set: |c, v| {
+            c.allowed_origins.push(v.into());
+            Ok(())
+        },
+    },
+    Opt {
+        name: "relay-protocol",
+        value: "NAME",
+        help: "subprotocol the relay accepts when a client offers it [default: none]",
+        set: |c, v| {
+            c.relay_protocol = Some(v.into());
+            Ok(())
+        },
+    },
+    Opt {
+        name: "max-per-ip",
+        value: "N",
+        help: "connections from one address (loopback exempt); more get 503; 0 = no limit [default: 1000]",
+        set: |c, v| {
+            c.max_per_ip = number(v)?;
+            Ok(())
+        },
+    },
+    Opt {
+        name: "relay-rate",
+        value: "PER_SEC",
+        help: "relay messages per second per connection, then reads slow down; 0 = unlimited [default: 1000]",
+        set: |c, v| {
+            c.relay_rate = number(v)?;
+            Ok(())
+        },
+    },
+    Opt {
+        name: "relay-burst",
+        value: "N",
+        help: "relay messages a connection may send back to back [default: 2000]",
+        set: |c, v| {
+            c.relay_burst = number(v)?;
             Ok(())
         },
     },

@@ -35,10 +35,38 @@ const FLOOD_STRIKES: u32 = 50;
 /// How a connection's messages are handed to the dispatcher.
 pub(crate) enum Mode {
     /// As frames (relay, echo): the dispatcher copies them without looking inside.
-    Frames,
+    Frames(Throttle),
     /// As parsed chat input (`/chat`), rate-limited here, so the single dispatcher thread never
     /// parses JSON and never sees a flood.
     Chat(ChatLimit),
+}
+
+/// A relay connection's rate limit: over it, this thread waits before reading on, so the
+/// client is slowed by TCP flow control and nothing is dropped.
+pub(crate) struct Throttle {
+    bucket: Option<TokenBucket>,
+    rate: f64,
+}
+
+impl Throttle {
+    /// `rate` messages per second with bursts of `burst`; a rate of 0 turns it off.
+    pub(crate) fn new(rate: f64, burst: f64) -> Throttle {
+        Throttle {
+            bucket: (rate > 0.0).then(|| TokenBucket::new(rate, burst.max(1.0))),
+            rate,
+        }
+    }
+
+    fn wait(&mut self) {
+        let Some(bucket) = &mut self.bucket else {
+            return;
+        };
+        // One token arrives every 1/rate seconds; sleeping that long per refusal never spins.
+        let step = Duration::from_secs_f64((1.0 / self.rate).min(1.0));
+        while !bucket.try_take(Instant::now()) {
+            std::thread::sleep(step);
+        }
+    }
 }
 
 /// A chat connection's rate limit and its flood detector.
@@ -123,16 +151,22 @@ pub(crate) fn run(
     let mut ws = WebSocket::from_partially_read(io, early, Role::Server, Some(ws_config(cfg)));
     loop {
         let event = match (ws.read(), &mut mode) {
-            (Ok(Message::Text(text)), Mode::Frames) => Event::Message {
-                id,
-                opcode: frame::TEXT,
-                data: Bytes::from(text),
-            },
-            (Ok(Message::Binary(data)), Mode::Frames) => Event::Message {
-                id,
-                opcode: frame::BINARY,
-                data,
-            },
+            (Ok(Message::Text(text)), Mode::Frames(throttle)) => {
+                throttle.wait();
+                Event::Message {
+                    id,
+                    opcode: frame::TEXT,
+                    data: Bytes::from(text),
+                }
+            }
+            (Ok(Message::Binary(data)), Mode::Frames(throttle)) => {
+                throttle.wait();
+                Event::Message {
+                    id,
+                    opcode: frame::BINARY,
+                    data,
+                }
+            }
             (Ok(msg @ (Message::Text(_) | Message::Binary(_))), Mode::Chat(limit)) => {
                 let input = match msg {
                     Message::Text(text) => chat::parse_input(&text),

@@ -12,7 +12,7 @@
 //! (up to a budget), appending each message's frame to each recipient's queue, and only then
 //! writes, so a busy client gets many frames per system call.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
@@ -59,6 +59,8 @@ pub(crate) enum Event {
         id: ClientId,
         stream: Arc<TcpStream>,
         route: Route,
+        /// The access token it presented, to cut it if the token is revoked.
+        token: Option<Arc<str>>,
     },
     /// A complete text (`frame::TEXT`, valid UTF-8) or binary message from a client.
     Message {
@@ -93,6 +95,8 @@ pub(crate) enum Event {
         /// Where to report the message's id, or why it was refused.
         reply: Option<Sender<Result<u64, String>>>,
     },
+    /// These tokens were revoked: disconnect the clients that presented them.
+    Revoked(HashSet<Arc<str>>),
     /// Begin the graceful shutdown.
     Shutdown,
 }
@@ -104,6 +108,7 @@ struct Client {
     echo: bool,
     /// A `/chat` client still known to the chat (until `detach`).
     chat: bool,
+    token: Option<Arc<str>>,
     /// Frames not yet written: `queue[sent..]`.
     queue: Vec<u8>,
     sent: usize,
@@ -231,7 +236,12 @@ impl Hub {
 
     fn handle(&mut self, event: Event) {
         match event {
-            Event::Open { id, stream, route } => self.open(id, stream, route),
+            Event::Open {
+                id,
+                stream,
+                route,
+                token,
+            } => self.open(id, stream, route, token),
             Event::Message { id, opcode, data } => {
                 self.stats.messages_in.fetch_add(1, Relaxed);
                 self.stats.bytes_in.fetch_add(data.len() as u64, Relaxed);
@@ -313,16 +323,35 @@ impl Hub {
                     let _ = reply.send(result);
                 }
             }
+            Event::Revoked(tokens) => {
+                let cut: Vec<ClientId> = self
+                    .clients
+                    .iter()
+                    .filter(|(_, c)| c.token.as_ref().is_some_and(|t| tokens.contains(t)))
+                    .map(|(&id, _)| id)
+                    .collect();
+                for id in cut {
+                    debug!("client {id}: its token was revoked");
+                    self.drop_client(id, Some((1008, "access token revoked")));
+                }
+            }
             Event::Shutdown => self.begin_shutdown(),
         }
     }
 
-    fn open(&mut self, id: ClientId, stream: Arc<TcpStream>, route: Route) {
+    fn open(
+        &mut self,
+        id: ClientId,
+        stream: Arc<TcpStream>,
+        route: Route,
+        token: Option<Arc<str>>,
+    ) {
         let mut client = Client {
             stream,
             channel: None,
             echo: route == Route::Echo,
             chat: false,
+            token,
             queue: Vec::new(),
             sent: 0,
             in_poller: false,
@@ -337,13 +366,13 @@ impl Hub {
             // Raced with the shutdown: tell it at once.
             frame::encode_close(1001, "server shutting down", &mut client.queue);
             client.closing = true;
-        } else if let Route::Chat { name, room } = &route {
+        } else if let Route::Chat { name, room, bound } = &route {
             client.chat = true;
             self.chat.connect(
                 id,
                 name.as_deref(),
                 room.as_deref(),
-                false,
+                *bound,
                 now_ms(),
                 &mut self.outbox,
             );

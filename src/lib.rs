@@ -23,6 +23,7 @@
 #![deny(missing_docs)]
 
 mod assets;
+mod auth;
 mod chat;
 mod config;
 mod conn;

@@ -20,6 +20,8 @@ pub(crate) enum Route {
     Chat {
         name: Option<String>,
         room: Option<String>,
+        /// The name comes from an access token and cannot be changed.
+        bound: bool,
     },
 }
 
@@ -35,6 +37,7 @@ pub(crate) fn route(path: &str) -> Option<Route> {
         "/chat" => Some(Route::Chat {
             name: None,
             room: None,
+            bound: false,
         }),
         _ => {
             let name = path.strip_prefix("/relay/")?;
@@ -92,7 +95,7 @@ pub(crate) fn accept(
     protocols: &dyn Fn(&Route) -> Vec<String>,
 ) -> Result<Accepted, Refusal> {
     let mut route = route(head.path()).ok_or(refuse(404, "no WebSocket endpoint at this path"))?;
-    if let Route::Chat { name, room } = &mut route {
+    if let Route::Chat { name, room, .. } = &mut route {
         *name = head.query_param("name").filter(|n| !n.trim().is_empty());
         *room = head.query_param("room").filter(|r| !r.trim().is_empty());
     }
