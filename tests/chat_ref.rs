@@ -134,3 +134,25 @@ fn a_ref_nested_too_deep_is_bad_json_without_ref() {
     );
     assert!(answer.get("ref").is_none(), "{answer}");
 }
+
+#[test]
+fn answers_to_requests_sent_just_before_a_close_arrive_before_the_close() {
+    let server = start(|_| {});
+    let mut ws = chat_as(server.local_addr(), "alice", "lobby");
+    for i in 0..10 {
+        send_json(&mut ws, &json!({"type":"users","room":"lobby","ref":i}));
+    }
+    ws.close(None).unwrap();
+    for i in 0..10 {
+        let answer = recv_json(&mut ws);
+        assert_eq!(
+            (&answer["type"], &answer["ref"]),
+            (&json!("users"), &json!(i))
+        );
+    }
+    assert_eq!(
+        expect_close(&mut ws),
+        1005,
+        "the server echoes our code-less Close"
+    );
+}
