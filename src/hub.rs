@@ -426,6 +426,13 @@ impl Hub {
     }
 
     fn closing(&mut self, id: ClientId, bytes: &[u8]) {
+        if self.clients.get(&id).is_some_and(|c| c.chat) {
+            // The chat's answers to this client's last requests wait in the outbox until the
+            // end of the batch, and nothing is queued behind a Close: deliver them now, or the
+            // Close would overtake them and they would be lost (a flooder would never see its
+            // `rate_limited` errors). Cheap: a commit with nothing new to log writes nothing.
+            self.settle_chat();
+        }
         self.detach(id);
         let Some(c) = self.clients.get_mut(&id) else {
             return;
@@ -487,20 +494,26 @@ impl Hub {
     /// failed leaves its rooms, and the others get its `presence`).
     fn write_out(&mut self) {
         loop {
-            if self.chat_touched {
-                self.chat_touched = false;
-                // Before any socket write: no client may see a message a restart would forget.
-                if let Err(e) = self.chat.commit() {
-                    error!("chat history could not be written (delivering anyway): {e}");
-                }
-                self.deliver_chat();
-                self.stats.chat_rooms.store(self.chat.room_count(), Relaxed);
-                self.stats.chat_users.store(self.chat.user_count(), Relaxed);
-            }
+            self.settle_chat();
             self.flush_dirty();
             if !self.chat_touched {
                 break;
             }
+        }
+    }
+
+    /// If the chat changed: commits its log, then moves its deliveries into the client queues
+    /// (not yet onto sockets).
+    fn settle_chat(&mut self) {
+        if self.chat_touched {
+            self.chat_touched = false;
+            // Before any socket write: no client may see a message a restart would forget.
+            if let Err(e) = self.chat.commit() {
+                error!("chat history could not be written (delivering anyway): {e}");
+            }
+            self.deliver_chat();
+            self.stats.chat_rooms.store(self.chat.room_count(), Relaxed);
+            self.stats.chat_users.store(self.chat.user_count(), Relaxed);
         }
     }
 

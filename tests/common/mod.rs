@@ -157,3 +157,147 @@ pub fn response_head(addr: SocketAddr, request: &[u8]) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+// ---- /chat helpers -------------------------------------------------------------------------
+
+/// Sends one JSON request as a text frame.
+pub fn send_json(ws: &mut Client, msg: &serde_json::Value) {
+    ws.send(Message::text(msg.to_string()))
+        .expect("send a request");
+}
+
+/// The next text frame, parsed as JSON.
+pub fn recv_json(ws: &mut Client) -> serde_json::Value {
+    let text = recv_text(ws);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("server sent non-JSON {text:?}: {e}"))
+}
+
+/// The next message of type `ty`, skipping the others (presence, joined, welcome...) that a
+/// chat client receives interleaved. Bounded: each read times out after `IO_TIMEOUT`, and the
+/// whole search gives up after `IO_TIMEOUT` too, so a stream of other messages cannot loop
+/// forever.
+pub fn next_of_type(ws: &mut Client, ty: &str) -> serde_json::Value {
+    next_matching(ws, &format!("a `{ty}`"), |m| m["type"] == ty)
+}
+
+/// The next message for which `want` holds, skipping others; bounded like [`next_of_type`].
+pub fn next_matching(
+    ws: &mut Client,
+    what: &str,
+    mut want: impl FnMut(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + IO_TIMEOUT;
+    let mut skipped = Vec::new();
+    while Instant::now() < deadline {
+        let msg = recv_json(ws);
+        if want(&msg) {
+            return msg;
+        }
+        if skipped.len() < 20 {
+            skipped.push(msg);
+        }
+    }
+    panic!("no {what} within {IO_TIMEOUT:?}; first skipped: {skipped:?}");
+}
+
+/// Sends `req` (which must carry a `ref`) and returns the server's direct answer to it: the
+/// next message carrying the same `ref`.
+pub fn ask(ws: &mut Client, req: serde_json::Value) -> serde_json::Value {
+    let reference = req
+        .get("ref")
+        .cloned()
+        .expect("ask() needs a request with a ref");
+    send_json(ws, &req);
+    next_matching(ws, &format!("answer with ref {reference}"), |m| {
+        m.get("ref") == Some(&reference)
+    })
+}
+
+/// Opens `/chat?{query}` and reads up to and including the first `joined`; returns the client
+/// and the `welcome` it got first.
+pub fn chat_connect(addr: SocketAddr, query: &str) -> (Client, serde_json::Value) {
+    let path = if query.is_empty() {
+        "/chat".to_string()
+    } else {
+        format!("/chat?{query}")
+    };
+    let mut ws = connect(addr, &path);
+    let welcome = recv_json(&mut ws);
+    assert_eq!(welcome["type"], "welcome", "first message: {welcome}");
+    next_of_type(&mut ws, "joined");
+    (ws, welcome)
+}
+
+/// Logs in as `name` in `room` via the URL, insisting that both were accepted.
+pub fn chat_as(addr: SocketAddr, name: &str, room: &str) -> Client {
+    let (ws, welcome) = chat_connect(addr, &format!("name={name}&room={room}"));
+    assert_eq!(welcome["name"], name, "{welcome}");
+    ws
+}
+
+/// Reads until the server's Close and returns its code, skipping any data messages before it.
+/// Panics on a read error or timeout.
+pub fn close_code_after_data(ws: &mut Client) -> u16 {
+    let deadline = Instant::now() + IO_TIMEOUT;
+    while Instant::now() < deadline {
+        match ws.read() {
+            Ok(Message::Close(Some(frame))) => return frame.code.into(),
+            Ok(Message::Close(None)) => return 1005,
+            Ok(_) => {}
+            Err(e) => panic!("expected close, got error {e}"),
+        }
+    }
+    panic!("no close within {IO_TIMEOUT:?}");
+}
+
+/// A directory under the system temp dir, unique to this process and `tag`, removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let path =
+            std::env::temp_dir().join(format!("wschat-test-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Starts the real `wschat` binary with `args` plus `--addr 127.0.0.1:0` and returns it with
+/// the address it prints on its first stdout line.
+pub fn spawn_binary(args: &[&str]) -> (std::process::Child, SocketAddr) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wschat"))
+        .args(["--addr", "127.0.0.1:0"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|a| a.parse().ok());
+    match addr {
+        Some(addr) => (child, addr),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("no address in {line:?}");
+        }
+    }
+}
