@@ -55,10 +55,14 @@ const KEEP_QUEUE_CAPACITY: usize = 4 * 1024;
 
 /// What the dispatcher is told, by connection threads, the writer poller and the handle.
 pub(crate) enum Event {
-    /// A handshake completed; from now on the dispatcher writes to `stream`.
+    /// A handshake was accepted; from now on the dispatcher writes to `stream`, starting with
+    /// `handshake` (the 101 response). Writing the 101 here rather than in the connection
+    /// thread makes registration and the 101 one step: a client that has seen its 101 is
+    /// already a member of its channel and misses nothing sent after it.
     Open {
         id: ClientId,
         stream: Arc<TcpStream>,
+        handshake: Vec<u8>,
         route: Route,
         /// The access token it presented, to cut it if the token is revoked.
         token: Option<Arc<str>>,
@@ -248,9 +252,10 @@ impl Hub {
             Event::Open {
                 id,
                 stream,
+                handshake,
                 route,
                 token,
-            } => self.open(id, stream, route, token),
+            } => self.open(id, stream, handshake, route, token),
             Event::Message { id, opcode, data } => {
                 self.stats.messages_in.fetch_add(1, Relaxed);
                 self.stats.bytes_in.fetch_add(data.len() as u64, Relaxed);
@@ -352,6 +357,7 @@ impl Hub {
         &mut self,
         id: ClientId,
         stream: Arc<TcpStream>,
+        handshake: Vec<u8>,
         route: Route,
         token: Option<Arc<str>>,
     ) {
@@ -361,7 +367,7 @@ impl Hub {
             echo: route == Route::Echo,
             chat: false,
             token,
-            queue: Vec::new(),
+            queue: handshake,
             sent: 0,
             in_poller: false,
             waiting: false,
@@ -396,12 +402,9 @@ impl Hub {
                 self.delivered += 1;
             }
         }
-        let has_output = !client.queue.is_empty();
         self.clients.insert(id, client);
-        if has_output {
-            let c = self.clients.get_mut(&id).expect("just inserted");
-            mark_dirty(&mut self.dirty, id, c);
-        }
+        let c = self.clients.get_mut(&id).expect("just inserted");
+        mark_dirty(&mut self.dirty, id, c);
     }
 
     /// Appends one frame to the queue of every member of `channel` except `except`.

@@ -1,7 +1,7 @@
 //! Starting a server, its accept loop, and the [`Handle`] that drives it from other threads.
 
 use std::collections::HashMap;
-use std::io::{self, Write};
+use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
@@ -650,14 +650,9 @@ fn serve(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
     }
     // Without TCP_NODELAY, a pong followed by a data frame can wait ~40 ms (Nagle + delayed ACK).
     let _ = stream.set_nodelay(true);
-    let _ = stream.set_write_timeout(Some(cfg.handshake_timeout));
-    if (&stream).write_all(&accepted.response).is_err() {
-        return;
-    }
     // From here the thread sleeps in read() for as long as the client is idle: no timeouts, no
-    // wake-ups. Only the dispatcher writes, with non-blocking sends.
+    // wake-ups. Only the dispatcher writes (the 101 first), with non-blocking sends.
     let _ = stream.set_read_timeout(None);
-    let _ = stream.set_write_timeout(None);
     let id = shared.next_id.fetch_add(1, Relaxed);
     debug!("{peer}: client {id} connected to {:?}", accepted.route);
     let stream = Arc::new(stream);
@@ -683,6 +678,7 @@ fn serve(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
     let opened = shared.tx.send(Event::Open {
         id,
         stream: stream.clone(),
+        handshake: accepted.response,
         route: accepted.route,
         token: grant.map(|g| g.token),
     });
