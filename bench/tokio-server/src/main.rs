@@ -9,6 +9,9 @@
 //! Usage: `tokio-server [PORT | ADDR]` (default `127.0.0.1:8080`; env `PORT` also works).
 //! Runs the default multi-threaded runtime (one worker per core).
 
+// The Err type of the handshake callback is fixed by tokio-tungstenite's API.
+#![allow(clippy::result_large_err)]
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
