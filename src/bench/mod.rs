@@ -380,6 +380,9 @@ fn report(
             "reordered": c[counter::REORDERED],
             "other_frames": c[counter::FOREIGN],
             "sender_stalls": c[counter::STALLED],
+            "client_reads": c[counter::READS],
+            "client_epoll_waits": c[counter::WAITS],
+            "bytes_in": c[counter::BYTES_IN],
             "deliveries_per_sec": per_sec(received, delivery_secs).round(),
             "latency_ms": {
                 "p50": ms_value(lat.quantile(0.5)),
@@ -403,7 +406,8 @@ fn report(
              {what:<13} {received}/{expected} expected ({:.0}/s), lost {lost}, \
              duplicated {}, reordered {}\n\
              latency       p50 {}  p90 {}  p99 {}  max {}\n\
-             cpu           client {}  server {}\n",
+             cpu           client {}  server {}  (client: {:.1} deliveries per read, {} reads, \
+             {} epoll waits)\n",
             opts.senders,
             per_sec(sent, send_secs),
             match opts.rate {
@@ -421,6 +425,9 @@ fn report(
             s.client_cpu.map_or("-".to_owned(), |p| format!("{p:.0}%")),
             s.server_cpu
                 .map_or("- (no --server-pid)".to_owned(), |p| format!("{p:.0}%")),
+            received as f64 / c[counter::READS].max(1) as f64,
+            c[counter::READS],
+            c[counter::WAITS],
         );
     }
     if let Some((before, after, open)) = idle {

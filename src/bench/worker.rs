@@ -48,8 +48,12 @@ pub mod counter {
     pub const BYTES_IN: usize = 9;
     /// Connection never started because the connect deadline passed.
     pub const SKIPPED: usize = 10;
+    /// `read` calls on open connections that returned data (client cost diagnostics).
+    pub const READS: usize = 11;
+    /// `epoll_wait` calls.
+    pub const WAITS: usize = 12;
     /// First failure slot; see [`super::FAILURE_KINDS`].
-    pub const FAIL_BASE: usize = 11;
+    pub const FAIL_BASE: usize = 13;
     pub const COUNT: usize = FAIL_BASE + super::FAILURE_KINDS.len();
 }
 
@@ -331,6 +335,7 @@ impl Worker {
             self.epoll
                 .wait(&mut events, timeout)
                 .map_err(|e| format!("epoll_wait: {e}"))?;
+            self.local.counters[counter::WAITS] += 1;
             for ev in &events {
                 self.handle(*ev);
             }
@@ -563,6 +568,7 @@ impl Worker {
                 Err(e) => return self.drop_open(i, &e),
             };
             self.local.counters[counter::BYTES_IN] += n as u64;
+            self.local.counters[counter::READS] += 1;
             self.consume(i, kept + n, now_ns());
             if self.conns[i].state != State::Open {
                 return;
