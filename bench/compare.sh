@@ -131,12 +131,13 @@ for run in $(seq "$RUNS"); do
       fi
       # shellcheck disable=SC2046 # word splitting of the argument list is intended
       args=$(scenario_args "$sc" "$port")
-      log "run $run/$RUNS $sc on $server (pid $SERVER_PID): bench $args"
+      load1=$(cut -d' ' -f1 /proc/loadavg)
+      log "run $run/$RUNS $sc on $server (pid $SERVER_PID, load $load1): bench $args"
       limit=$((DURATION + HOLD + 90))
       if line=$(timeout -s INT -k 10 "$limit" $BENCH $args --json -q --server-pid "$SERVER_PID" \
                 2>>"$OUT/client.log" | tail -n 1) && [[ -n $line ]]; then
-        jq -c --arg server "$server" --arg case "$sc" --argjson run "$run" \
-          '. + {server: $server, case: $case, run: $run}' <<<"$line" >>"$RESULTS"
+        jq -c --arg server "$server" --arg case "$sc" --argjson run "$run" --argjson load1 "$load1" \
+          '. + {server: $server, case: $case, run: $run, load1: $load1}' <<<"$line" >>"$RESULTS"
       else
         log "client failed on $server $sc (see $OUT/client.log)"
       fi
@@ -173,20 +174,21 @@ jq -rs --arg servers "$SERVERS" --argjson nruns "$RUNS" '
       ["echo",       "echo, 1 client, 64 B", "round trips/s", ["deliveries_per_sec"], 0],
       ["echo",       "", "latency p50 ms", ["latency_ms", "p50"], 3],
       ["echo",       "", "latency p99 ms", ["latency_ms", "p99"], 3],
-      ["echo",       "", "server CPU %", ["server_cpu_pct"], 0]
+      ["echo",       "", "server CPU %", ["server_cpu_pct"], 0],
+      ["all",        "machine", "load average at run start", ["load1"], 2]
     ] as $rows
   | . as $all
-  | ($all | map(.case) | unique) as $cases
+  | ($all | map(.case) | unique + ["all"]) as $cases
   | "| scenario | metric | " + ($cols | join(" | ")) + " |",
     "|---|---|" + ($cols | map("---:") | join("|")) + "|",
     ($rows[] | select(.[0] as $c | $cases | index($c)) as [$case, $title, $metric, $path, $d]
       | "| " + $title + " | " + $metric + " | "
         + ($cols | map(. as $s
-            | [$all[] | select(.case == $case and .server == $s)] as $runs
+            | [$all[] | select((.case == $case or $case == "all") and .server == $s)] as $runs
             | if $d == -1 then [$runs[] | getpath($path) | select(. != null) / 1024] | median | fmt(1)
               elif $d == -2 then [$runs[] | getpath($path) | to_entries | map(.value) | add // 0] | median | fmt(0)
               else [$runs[] | getpath($path) | select(. != null)] | median | fmt($d) end
-            + (if ($runs | length) < $nruns then " (" + ($runs | length | tostring) + " runs)" else "" end)
+            + (if $case != "all" and ($runs | length) < $nruns then " (" + ($runs | length | tostring) + " runs)" else "" end)
           ) | join(" | ")) + " |"),
     "",
     "Medians of \($nruns) runs per cell; raw JSON lines in the results file."

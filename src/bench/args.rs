@@ -64,6 +64,7 @@ pub struct Options {
     pub connect_timeout: Duration,
     pub connect_deadline: Duration,
     pub threads: usize,
+    pub batch: Duration,
     pub server_pid: Option<u32>,
     pub metrics_url: Option<String>,
     pub json: bool,
@@ -115,6 +116,10 @@ Options (default in brackets; per scenario where it differs):
       --connect-deadline D   give up opening connections after this long [120s]
   -t, --threads T            worker threads, each with its own epoll and share of the
                              connections [2]
+      --batch D              pause this long (e.g. 200us) after each busy epoll wait so that
+                             more frames arrive per read: cuts the client's CPU per delivery
+                             against servers that write one frame per syscall, adds up to D
+                             to the measured latency [0]
       --server-pid PID       read the server's RSS (VmRSS) and CPU time from /proc/PID
       --metrics-url URL      read the server's RSS from a Prometheus line
                              wschat_resident_memory_bytes [idle without --server-pid:
@@ -130,8 +135,10 @@ Ctrl-C (or SIGTERM) stops the run and prints the summary so far; a second one ki
 
 /// Parses a duration: `10`, `1.5`, `10s`, `250ms`, `2m`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration {s:?} (examples: 10, 10s, 250ms, 2m)");
-    let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
+    let bad = || format!("invalid duration {s:?} (examples: 10, 10s, 250ms, 100us, 2m)");
+    let (num, scale) = if let Some(n) = s.strip_suffix("us") {
+        (n, 0.000_001)
+    } else if let Some(n) = s.strip_suffix("ms") {
         (n, 0.001)
     } else if let Some(n) = s.strip_suffix('s') {
         (n, 1.0)
@@ -197,6 +204,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     let mut connect_timeout = Duration::from_secs(10);
     let mut connect_deadline = Duration::from_secs(120);
     let mut threads = 2;
+    let mut batch = Duration::ZERO;
     let mut server_pid = None;
     let mut metrics_url = None;
     let mut json = false;
@@ -251,6 +259,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             "--connect-timeout" => connect_timeout = parse_duration(&value()?)?,
             "--connect-deadline" => connect_deadline = parse_duration(&value()?)?,
             "-t" | "--threads" => threads = number(flag, &value()?)?,
+            "--batch" => batch = parse_duration(&value()?)?,
             "--server-pid" => server_pid = Some(number(flag, &value()?)?),
             "--metrics-url" => metrics_url = Some(value()?),
             "--json" => json = true,
@@ -351,6 +360,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         connect_timeout,
         connect_deadline,
         threads,
+        batch,
         server_pid,
         metrics_url,
         json,
@@ -409,7 +419,7 @@ mod tests {
         let o = run(
             "fanout --url ws://localhost:9000/chat --mode chat -c 1000 -s 1 -r 200 -w 8 -p 128 \
              -d 1.5 --drain=500ms -k 32 --connect-timeout 3s --connect-deadline 1m -t 3 \
-             --server-pid 7 --metrics-url http://x/metrics --json -q",
+             --batch 150us --server-pid 7 --metrics-url http://x/metrics --json -q",
         );
         assert_eq!(o.target.addr.port(), 9000);
         assert_eq!(o.target.host, "localhost:9000");
@@ -420,6 +430,7 @@ mod tests {
         assert_eq!(o.duration, Duration::from_millis(1500));
         assert_eq!(o.drain, Duration::from_millis(500));
         assert_eq!((o.concurrency, o.threads), (32, 3));
+        assert_eq!(o.batch, Duration::from_micros(150));
         assert_eq!(o.connect_timeout, Duration::from_secs(3));
         assert_eq!(o.connect_deadline, Duration::from_secs(60));
         assert_eq!(o.server_pid, Some(7));
@@ -465,6 +476,7 @@ mod tests {
             "--connect-timeout",
             "--connect-deadline",
             "--threads",
+            "--batch",
             "--server-pid",
             "--metrics-url",
             "--json",

@@ -366,7 +366,7 @@ fn report(
         let fields = json!({
             "senders": opts.senders,
             "rate": rate,
-            "window": opts.window,
+            "window": (opts.rate == Rate::Max).then_some(opts.window),
             "payload": opts.payload,
             "duration_secs": send_secs,
             "drain_secs": s.drain_ns as f64 / 1e9,

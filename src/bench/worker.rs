@@ -339,6 +339,11 @@ impl Worker {
             for ev in &events {
                 self.handle(*ev);
             }
+            let batch = self.shared.opts.batch;
+            if !batch.is_zero() && !events.is_empty() && phase != PHASE_CONNECT {
+                // Let more frames queue up so that the next wait and reads each take many.
+                std::thread::sleep(batch);
+            }
             if phase == PHASE_SEND {
                 self.pace();
             }

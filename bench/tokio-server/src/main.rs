@@ -45,6 +45,9 @@ async fn main() {
     eprintln!("tokio-server listening on ws://{addr}/ (echo on /echo)");
     let (tx, _) = broadcast::channel::<(u64, Message)>(CHANNEL_CAPACITY);
     let mut next_id = 0u64;
+    // SIGTERM too, so that compare.sh's stop prints the lagged count.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -53,6 +56,7 @@ async fn main() {
                 tokio::spawn(handle(stream, next_id, tx.clone()));
             }
             _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
         }
     }
     eprintln!(
