@@ -26,7 +26,7 @@ use std::hash::BuildHasher;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Relaxed, Release};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -219,7 +219,9 @@ fn run(opts: Options) -> Result<Report, String> {
             idle = Some((rss_before.unwrap_or(0), after, shared.open.load(Relaxed)));
         }
         Scenario::Fanout | Scenario::Echo => {
-            if !sys::interrupted() {
+            if open_after_connect == 0 {
+                eprintln!("wschat bench: no connection opened; nothing to send");
+            } else if !sys::interrupted() {
                 sending = Some(send_phase(&shared, &mut progress));
             }
         }
@@ -257,7 +259,7 @@ fn send_phase(shared: &Shared, progress: &mut Progress) -> SendWindow {
     let cpu_server = opts.server_pid.and_then(|p| cpu_seconds(&p.to_string()));
     let start = now_ns();
     shared.send_start_ns.store(start, Relaxed);
-    shared.phase.store(PHASE_SEND, Relaxed);
+    shared.phase.store(PHASE_SEND, Release);
     let until = Instant::now() + opts.duration;
     while Instant::now() < until && !sys::interrupted() {
         progress.tick(shared, "send");

@@ -10,7 +10,8 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::{Acquire, Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -309,7 +310,9 @@ impl Worker {
         let mut last_flush = Instant::now();
         let mut last_scan = Instant::now();
         loop {
-            let phase = self.shared.phase.load(Relaxed);
+            // Acquire: pairs with the main thread's Release store, so send_start_ns (stored
+            // before PHASE_SEND) is visible once the phase is.
+            let phase = self.shared.phase.load(Acquire);
             if phase == PHASE_STOP {
                 break;
             }
@@ -471,6 +474,7 @@ impl Worker {
         let _ = stream.set_nodelay(true);
         let key = tungstenite::handshake::client::generate_key();
         let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+        // Base64 of a 20-byte SHA-1: always 28 bytes.
         conn.accept.copy_from_slice(&accept.as_bytes()[..28]);
         conn.wbuf.clear();
         conn.wbuf.extend_from_slice(self.request_head.as_bytes());
