@@ -10,10 +10,13 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match cli::parse(&args) {
         Ok(Command::Serve(config)) => serve(*config),
-        Ok(Command::Bench(_args)) => {
-            eprintln!("wschat bench: not built yet");
-            ExitCode::from(2)
-        }
+        Ok(Command::Bench(args)) => match wschat::bench::run_from_args(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("wschat bench: {e}");
+                ExitCode::from(2)
+            }
+        },
         Ok(Command::Help(text)) => {
             print!("{text}");
             ExitCode::SUCCESS
