@@ -149,6 +149,8 @@ enum Step {
     /// arrives after the server has acted on what came before (Autobahn's delays, without a
     /// sleep).
     Await(usize),
+    /// Shuts down our sending side (TCP FIN) and keeps reading.
+    HalfClose,
 }
 
 struct Case {
@@ -181,6 +183,10 @@ impl Case {
     }
     fn chop(mut self, bytes: Vec<u8>, n: usize) -> Case {
         self.steps.push(Step::Chop(bytes, n));
+        self
+    }
+    fn half_close(mut self) -> Case {
+        self.steps.push(Step::HalfClose);
         self
     }
     fn await_frames(mut self, n: usize) -> Case {
@@ -246,8 +252,8 @@ fn run(case: &Case) -> Outcome {
     });
     let mut got = Vec::new();
     let mut ending = None;
-    // Write errors are ignored: after failing a connection the server may stop reading, and
-    // the transcript says what happened.
+    // Write errors are ignored: after failing a connection the server may stop reading (and
+    // after `HalfClose` we cannot write), and the transcript says what happened.
     for step in &case.steps {
         match step {
             Step::Send(bytes) => {
@@ -259,6 +265,9 @@ fn run(case: &Case) -> Outcome {
                         break;
                     }
                 }
+            }
+            Step::HalfClose => {
+                let _ = stream.shutdown(std::net::Shutdown::Write);
             }
             Step::Await(n) => {
                 let deadline = Instant::now() + AWAIT_TIMEOUT;
@@ -980,6 +989,28 @@ fn s7_close_handshake_codes_and_data_after_close() {
             .await_frames(1)
             .send(text("after close"))
             .closes(vec![], 1000),
+        // A client may send its FIN right after its Close (or after its last frame): it is
+        // done sending, not receiving. The server's answers queued before it noticed the FIN,
+        // the Close reply included, must still be written (RFC 6455 7.1.1: the server closes
+        // TCP after the closing handshake, so the client still reads it).
+        case("7.1.8", "close, then half-close TCP")
+            .send(close(1000, ""))
+            .half_close()
+            .closes(vec![], 1000),
+        case("7.1.9", "text, close, half-close, in one go")
+            .send_all([text("Hello"), close(3000, "bye")])
+            .half_close()
+            .closes(vec![t("Hello")], 3000),
+        case("7.1.10", "text with RSV, half-close")
+            .send(frame(FIN | 0x40 | TEXT, b"rsv"))
+            .half_close()
+            .closes(vec![], 1002),
+        // Without a Close the server just closes TCP when it sees the FIN (RFC 6455 7.1.1
+        // leaves no handshake to complete); the echo queued before still goes out.
+        case("7.1.11", "text, then half-close without a Close")
+            .send(text("Hello"))
+            .half_close()
+            .or(vec![t("Hello")]),
         // RFC 6455 5.5.1: the reply to an empty Close may be empty or carry a code.
         case("7.3.1", "close, empty payload")
             .send(frame(FIN | CLOSE, b""))
