@@ -68,8 +68,12 @@ pub(crate) fn percent_decode(s: &str) -> Option<String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
+            let hex = bytes.get(i + 1..i + 3)?;
+            // Checked first because `from_str_radix` also takes a sign: "%+1" is not 0x01.
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
             i += 3;
         } else {
             out.push(bytes[i]);
@@ -284,5 +288,63 @@ mod tests {
             parse(b"\x16\x03\x01 hello\r\n\r\n"),
             Err(HeadError::Malformed)
         ));
+    }
+
+    /// xorshift64*, as in the integration tests: deterministic fuzz input, no dependency.
+    pub(crate) struct Rng(pub u64);
+
+    impl Rng {
+        pub(crate) fn next(&mut self) -> u64 {
+            let mut x = self.0;
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            self.0 = x;
+            x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+
+        /// A value in `0..n` (`n` > 0).
+        pub(crate) fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+
+        pub(crate) fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+            &items[self.below(items.len())]
+        }
+    }
+
+    /// What RFC 3986 2.1 says: `%` followed by exactly two hex digits.
+    fn reference_decode(s: &str) -> Option<String> {
+        let b = s.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'%' {
+                let hex = b.get(i + 1..i + 3)?;
+                let digit = |c: u8| (c as char).to_digit(16);
+                out.push((digit(hex[0])? * 16 + digit(hex[1])?) as u8);
+                i += 3;
+            } else {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8(out).ok()
+    }
+
+    #[test]
+    fn percent_decode_matches_a_strict_reference() {
+        assert_eq!(percent_decode("%+1"), None, "a sign is not a hex digit");
+        assert_eq!(percent_decode("a%2Fb%c3%a9").as_deref(), Some("a/bé"));
+        let alphabet = [
+            "%", "2", "0", "f", "F", "g", "+", "-", "a", "é", "C", "3", "A", "9", " ",
+        ];
+        let seed = 0x9e4c_0de5;
+        println!("seed {seed:#x}");
+        let mut rng = Rng(seed);
+        for _ in 0..5000 {
+            let s: String = (0..rng.below(12)).map(|_| *rng.pick(&alphabet)).collect();
+            assert_eq!(percent_decode(&s), reference_decode(&s), "decoding {s:?}");
+        }
     }
 }
