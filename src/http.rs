@@ -68,8 +68,12 @@ pub(crate) fn percent_decode(s: &str) -> Option<String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
+            let hex = bytes.get(i + 1..i + 3)?;
+            // Checked first because `from_str_radix` also takes a sign: "%+1" is not 0x01.
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
             i += 3;
         } else {
             out.push(bytes[i]);
@@ -284,5 +288,182 @@ mod tests {
             parse(b"\x16\x03\x01 hello\r\n\r\n"),
             Err(HeadError::Malformed)
         ));
+    }
+
+    /// xorshift64*, as in the integration tests: deterministic fuzz input, no dependency.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            let mut x = self.0;
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            self.0 = x;
+            x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+
+        /// A value in `0..n` (`n` > 0).
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+
+        fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+            &items[self.below(items.len())]
+        }
+    }
+
+    const UPGRADE: &[u8] = b"GET /chat?name=al%20ice&room=dev HTTP/1.1\r\nHost: localhost:8080\r\n\
+        Upgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+        Origin: http://localhost\r\n\r\n\x81\x80";
+
+    /// Bytes that matter to an HTTP parser, more often than chance would pick them.
+    const SPECIAL: &[u8] = b"\r\n:% ?&=+\t\0\x7f\xff/.H1";
+
+    /// `head` with 1-4 random edits: a flipped bit, a random or special byte set, inserted or
+    /// deleted, a slice duplicated, the tail cut off, or a random header line inserted.
+    fn mutate(rng: &mut Rng, head: &[u8]) -> Vec<u8> {
+        let mut out = head.to_vec();
+        for _ in 0..1 + rng.below(4) {
+            let at = rng.below(out.len() + 1);
+            let byte = if rng.below(2) == 0 {
+                *rng.pick(SPECIAL)
+            } else {
+                rng.next() as u8
+            };
+            match rng.below(7) {
+                0 if at < out.len() => out[at] ^= 1 << rng.below(8),
+                1 if at < out.len() => out[at] = byte,
+                2 => out.insert(at, byte),
+                3 if at < out.len() => {
+                    out.remove(at);
+                }
+                4 => {
+                    let end = (at + rng.below(40)).min(out.len());
+                    let copy = out[at..end].to_vec();
+                    out.splice(at..at, copy);
+                }
+                5 => out.truncate(at),
+                _ => {
+                    let names = ["X-A", "Host", "Connection", "Upgrade", "Content-Length", ""];
+                    let value: Vec<u8> = (0..rng.below(30)).map(|_| rng.next() as u8).collect();
+                    let mut line = rng.pick(&names).as_bytes().to_vec();
+                    line.extend_from_slice(b": ");
+                    line.extend_from_slice(&value);
+                    line.extend_from_slice(b"\r\n");
+                    let at = out
+                        .windows(2)
+                        .position(|w| w == b"\r\n")
+                        .map_or(0, |p| p + 2);
+                    out.splice(at..at, line);
+                }
+            }
+        }
+        out
+    }
+
+    /// A request line and headers assembled from random parts.
+    fn random_head(rng: &mut Rng) -> Vec<u8> {
+        let methods = ["GET", "POST", "get", "HEAD", "G\0T", "", "CONNECT"];
+        let targets = [
+            "/",
+            "/echo",
+            "/chat?name=%",
+            "*",
+            "/relay/a?x=%zz%",
+            "",
+            "http://h/",
+        ];
+        let versions = [
+            "HTTP/1.1", "HTTP/1.0", "HTTP/2.0", "HTTP/1.", "http/1.1", "",
+        ];
+        let mut out = format!(
+            "{} {} {}\r\n",
+            rng.pick(&methods),
+            rng.pick(&targets),
+            rng.pick(&versions)
+        )
+        .into_bytes();
+        for _ in 0..rng.below(80) {
+            let name: Vec<u8> = (0..rng.below(12))
+                .map(|_| *rng.pick(b"aZ-_:0 \x80"))
+                .collect();
+            out.extend_from_slice(&name);
+            out.extend_from_slice(b": ");
+            let len = if rng.below(400) == 0 {
+                20_000
+            } else {
+                rng.below(20)
+            };
+            out.extend((0..len).map(|_| rng.next() as u8 | 0x20));
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        out
+    }
+
+    #[test]
+    fn fuzz_parse_never_panics_and_keeps_what_follows_the_head() {
+        let seed = 0x4ead_5eed;
+        println!("seed {seed:#x}");
+        let mut rng = Rng(seed);
+        let mut parsed = 0;
+        for i in 0..5000 {
+            let input = match i % 4 {
+                0 | 1 => mutate(&mut rng, UPGRADE),
+                2 => random_head(&mut rng),
+                _ => (0..rng.below(200)).map(|_| rng.next() as u8).collect(),
+            };
+            let Ok(head) = parse(&input) else { continue };
+            parsed += 1;
+            assert!(
+                input.ends_with(&head.rest),
+                "case {i}: rest is the input's tail"
+            );
+            assert!(head.target.starts_with(head.path()) && !head.path().contains('?'));
+            assert!(head.headers.len() <= MAX_HEADERS && head.minor_version <= 1);
+            let _ = (head.header("host"), head.has_token("connection", "upgrade"));
+            for key in ["name", "room", "", "x"] {
+                let _ = head.query_param(key);
+            }
+        }
+        // Many mutations keep a parseable head, so the checks above ran on many.
+        assert!(parsed > 400, "only {parsed} inputs parsed");
+    }
+
+    /// What RFC 3986 2.1 says: `%` followed by exactly two hex digits.
+    fn reference_decode(s: &str) -> Option<String> {
+        let b = s.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'%' {
+                let hex = b.get(i + 1..i + 3)?;
+                let digit = |c: u8| (c as char).to_digit(16);
+                out.push((digit(hex[0])? * 16 + digit(hex[1])?) as u8);
+                i += 3;
+            } else {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8(out).ok()
+    }
+
+    #[test]
+    fn percent_decode_matches_a_strict_reference() {
+        assert_eq!(percent_decode("%+1"), None, "a sign is not a hex digit");
+        assert_eq!(percent_decode("a%2Fb%c3%a9").as_deref(), Some("a/bé"));
+        let alphabet = [
+            "%", "2", "0", "f", "F", "g", "+", "-", "a", "é", "C", "3", "A", "9", " ",
+        ];
+        let seed = 0x9e4c_0de5;
+        println!("seed {seed:#x}");
+        let mut rng = Rng(seed);
+        for _ in 0..5000 {
+            let s: String = (0..rng.below(12)).map(|_| *rng.pick(&alphabet)).collect();
+            assert_eq!(percent_decode(&s), reference_decode(&s), "decoding {s:?}");
+        }
     }
 }

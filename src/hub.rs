@@ -303,6 +303,12 @@ impl Hub {
             }
             Event::Closing { id, bytes } => self.closing(id, &bytes),
             Event::Gone { id } => {
+                // The reader has seen the client's FIN, but the client may still be reading:
+                // a client that half-closes right after its Close (or its last message)
+                // waits for our answers. Those queued in this batch (echoes, the Close reply
+                // or our error Close) are not written yet, so write what the socket takes now
+                // rather than cut them off.
+                self.flush(id);
                 if let Some(c) = self.clients.get(&id) {
                     trace!(
                         "client {id} gone with {} bytes unsent",

@@ -267,4 +267,203 @@ mod tests {
             String::from_utf8(accept(&head(&lines, "/"), &supports).unwrap().response).unwrap();
         assert!(!text.contains("Sec-WebSocket-Protocol"));
     }
+
+    /// xorshift64*, as in the integration tests: deterministic fuzz input, no dependency.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            let mut x = self.0;
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            self.0 = x;
+            x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+
+        fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+            &items[self.below(items.len())]
+        }
+    }
+
+    /// A path with a query, from parts that matter to routing and query decoding.
+    fn random_target(rng: &mut Rng) -> String {
+        let parts = [
+            "/",
+            "/echo",
+            "/chat",
+            "/relay/",
+            "relay",
+            "a",
+            "news.k-1_~",
+            "..",
+            "%2e",
+            "?",
+            "&",
+            "name=",
+            "room=",
+            "%",
+            "%2",
+            "%zz",
+            "%C3%A9",
+            "%ff",
+            "+",
+            "=",
+            "é",
+            "#",
+            "//",
+        ];
+        let mut t = String::new();
+        if rng.below(2) == 0 {
+            // A served path and a random query.
+            let served = ["/", "/echo", "/chat", "/relay/news", ""];
+            let start: &&str = rng.pick(&served);
+            t.push_str(start);
+            t.push('?');
+        }
+        for _ in 0..rng.below(8) {
+            let part: &&str = rng.pick(&parts);
+            t.push_str(part);
+        }
+        if rng.below(20) == 0 {
+            t.push_str(&"x".repeat(70)); // past the channel name limit
+        }
+        t
+    }
+
+    /// The good handshake headers with some dropped, duplicated or given random values, plus
+    /// random extra ones (values need not be UTF-8).
+    fn random_headers(rng: &mut Rng) -> Vec<(String, Vec<u8>)> {
+        let values: &[&[u8]] = &[
+            b"",
+            b"13",
+            b"8",
+            b"websocket",
+            b"Upgrade",
+            b"keep-alive, upgrade",
+            b"dGhlIHNhbXBsZSBub25jZQ==",
+            b"dGhlIHNhbXBsZSBub25jZQ=",
+            b"!!!!!!!!!!!!!!!!!!!!!!==",
+            b"\xff\xfe",
+            b" 13 ",
+            b"echo-protocol, wschat.v1",
+            b",,,",
+            b"chat",
+        ];
+        let mut out = Vec::new();
+        for (name, value) in GOOD {
+            match rng.below(8) {
+                0 => {}
+                1 => out.push((name.to_string(), rng.pick(values).to_vec())),
+                2 => {
+                    out.push((name.to_string(), value.as_bytes().to_vec()));
+                    out.push((name.to_uppercase(), rng.pick(values).to_vec()));
+                }
+                _ => out.push((name.to_string(), value.as_bytes().to_vec())),
+            }
+        }
+        for _ in 0..rng.below(4) {
+            let names = [
+                "Sec-WebSocket-Protocol",
+                "Origin",
+                "X-Any",
+                "sec-websocket-key",
+            ];
+            let value = if rng.below(2) == 0 {
+                rng.pick(values).to_vec()
+            } else {
+                (0..rng.below(20)).map(|_| rng.next() as u8).collect()
+            };
+            out.push((rng.pick(&names).to_string(), value));
+        }
+        out
+    }
+
+    #[test]
+    fn fuzz_accept_never_panics_and_only_accepts_what_rfc_6455_4_2_1_allows() {
+        let seed = 0xacce_97ed;
+        println!("seed {seed:#x}");
+        let mut rng = Rng(seed);
+        let supports = |route: &Route| match route {
+            Route::Echo => vec!["echo-protocol".to_string()],
+            Route::Chat { .. } => vec!["wschat.v1".to_string()],
+            Route::Relay(_) => Vec::new(),
+        };
+        let mut accepted = 0;
+        for i in 0..5000 {
+            let head = Head {
+                method: rng
+                    .pick(&["GET", "GET", "GET", "POST", "get", "HEAD"])
+                    .to_string(),
+                target: random_target(&mut rng),
+                minor_version: *rng.pick(&[1, 1, 1, 0]),
+                headers: random_headers(&mut rng),
+                rest: Vec::new(),
+            };
+            let answer = accept(&head, &supports);
+            let Ok(ok) = answer else {
+                let status = answer.unwrap_err().status;
+                assert!(
+                    [400, 404, 426].contains(&status),
+                    "case {i}: status {status}"
+                );
+                continue;
+            };
+            accepted += 1;
+            // Everything RFC 6455 4.2.1 asks of a handshake held.
+            assert_eq!(head.method, "GET", "case {i}");
+            assert_eq!(head.minor_version, 1, "case {i}");
+            assert!(head.header("host").is_some(), "case {i}");
+            assert!(head.has_token("connection", "upgrade"), "case {i}");
+            assert_eq!(head.header("sec-websocket-version"), Some("13"), "case {i}");
+            let key = head.header("sec-websocket-key").unwrap();
+            assert!(valid_key(key), "case {i}: key {key:?}");
+            // The answer is a complete 101 with the key's accept value.
+            let text = String::from_utf8(ok.response).unwrap();
+            assert!(text.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
+            assert!(text.ends_with("\r\n\r\n") && !text[..text.len() - 4].contains("\r\n\r\n"));
+            let accept_key = tungstenite::handshake::derive_accept_key(key.as_bytes());
+            assert!(text.contains(&format!("Sec-WebSocket-Accept: {accept_key}\r\n")));
+            // The route is the path's, and a named protocol was offered and is supported.
+            match &ok.route {
+                Route::Chat { .. } => assert_eq!(head.path(), "/chat", "case {i}"),
+                r => assert_eq!(Some(r), route(head.path()).as_ref(), "case {i}"),
+            }
+            if let Some(line) = text
+                .lines()
+                .find(|l| l.starts_with("Sec-WebSocket-Protocol: "))
+            {
+                let p = &line["Sec-WebSocket-Protocol: ".len()..];
+                assert!(supports(&ok.route).iter().any(|s| s == p), "case {i}: {p}");
+                assert!(offered_protocols(&head).any(|o| o == p), "case {i}: {p}");
+            }
+        }
+        // The generator keeps enough handshakes valid that the checks above ran.
+        assert!(accepted > 200, "only {accepted} handshakes accepted");
+    }
+
+    #[test]
+    fn fuzz_route_serves_only_known_paths() {
+        let mut rng = Rng(0x0040_47e5);
+        for _ in 0..5000 {
+            let path = random_target(&mut rng);
+            let path = path.split('?').next().unwrap();
+            match route(path) {
+                None => {}
+                Some(Route::Echo) => assert_eq!(path, "/echo"),
+                Some(Route::Chat { .. }) => assert_eq!(path, "/chat"),
+                Some(Route::Relay(name)) if name.is_empty() => {
+                    assert!(path.is_empty() || path == "/")
+                }
+                Some(Route::Relay(name)) => {
+                    assert_eq!(path, format!("/relay/{name}"));
+                    assert!(valid_channel(&name) && name.len() <= MAX_CHANNEL_LEN);
+                }
+            }
+        }
+    }
 }

@@ -301,3 +301,251 @@ pub fn spawn_binary(args: &[&str]) -> (std::process::Child, SocketAddr) {
         }
     }
 }
+
+// ---- Raw WebSocket clients and a seeded PRNG, for the conformance sweep and the fuzz tests.
+
+/// xorshift64*: a tiny deterministic PRNG, so a fuzz failure replays from its printed seed
+/// without a dependency.
+pub struct XorShift(u64);
+
+impl XorShift {
+    pub fn new(seed: u64) -> XorShift {
+        // The state must never be 0 (xorshift would stay there); mix the seed so that nearby
+        // seeds give unrelated streams.
+        XorShift((seed ^ 0x9E37_79B9_7F4A_7C15).max(1))
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A value in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    /// True with probability `num/den`.
+    pub fn chance(&mut self, num: usize, den: usize) -> bool {
+        self.below(den) < num
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next_u64() as u8).collect()
+    }
+}
+
+/// One client frame: `first` is the first header byte (FIN, RSV bits, opcode); the payload is
+/// masked with `mask` and its length written in the shortest form (RFC 6455 5.2).
+pub fn client_frame(first: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+    let mut f = vec![first];
+    let len = payload.len();
+    if len < 126 {
+        f.push(0x80 | len as u8);
+    } else if len <= 0xffff {
+        f.push(0x80 | 126);
+        f.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        f.push(0x80 | 127);
+        f.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+/// Connects to `path` with a raw socket, sends the upgrade request and reads the 101 head.
+/// Returns the stream (read and write timeouts set to `IO_TIMEOUT`, TCP_NODELAY on) and any
+/// bytes that arrived after the head.
+pub fn raw_upgrade(addr: SocketAddr, path: &str) -> (TcpStream, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.set_nodelay(true).unwrap();
+    s.write_all(upgrade_request(addr, path, "").as_bytes())
+        .unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    let end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = s.read(&mut chunk).expect("the 101 head");
+        assert!(n > 0, "connection closed during the handshake to {path}");
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    assert!(
+        buf.starts_with(b"HTTP/1.1 101 "),
+        "handshake to {path} refused: {}",
+        String::from_utf8_lossy(&buf[..end])
+    );
+    (s, buf[end..].to_vec())
+}
+
+/// One frame as received from the server, before any validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerFrame {
+    pub fin: bool,
+    /// The three RSV bits, as `first_byte & 0x70`.
+    pub rsv: u8,
+    pub opcode: u8,
+    pub masked: bool,
+    pub payload: Vec<u8>,
+}
+
+impl ServerFrame {
+    /// Why this frame is not one an RFC 6455 server may send, if it is not: servers never mask
+    /// (5.1), this server negotiates no extensions (RSV 0) and never fragments, control frames
+    /// carry at most 125 bytes (5.5), a Close payload is empty or a code plus a UTF-8 reason
+    /// (5.5.1).
+    pub fn violation(&self) -> Option<String> {
+        if self.masked {
+            return Some("masked server frame".into());
+        }
+        if self.rsv != 0 {
+            return Some(format!("RSV bits {:#x}", self.rsv));
+        }
+        if !self.fin {
+            return Some("fragmented server frame".into());
+        }
+        match self.opcode {
+            1 | 2 => None,
+            8..=10 if self.payload.len() > 125 => Some("control frame over 125 bytes".into()),
+            8 if self.payload.len() == 1 => Some("close payload of 1 byte".into()),
+            8 if std::str::from_utf8(&self.payload[self.payload.len().min(2)..]).is_err() => {
+                Some("close reason is not UTF-8".into())
+            }
+            8..=10 => None,
+            op => Some(format!("opcode {op:#x}")),
+        }
+    }
+
+    /// The code of a Close frame; `None` for an empty payload.
+    pub fn close_code(&self) -> Option<u16> {
+        (self.payload.len() >= 2).then(|| u16::from_be_bytes([self.payload[0], self.payload[1]]))
+    }
+}
+
+/// How the server's side of a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// A clean FIN: `read` returned 0.
+    Eof,
+    /// No byte for the whole read timeout.
+    Timeout,
+    /// Any other read error (a reset, usually).
+    Error(String),
+    /// The server sent bytes that are not a frame, or more than the reader's budget.
+    Garbage(String),
+}
+
+/// Reads server frames off a socket, one at a time.
+pub struct FrameReader {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+    /// Stops with `Ending::Garbage` once this many bytes have arrived (a runaway server).
+    budget: usize,
+}
+
+impl FrameReader {
+    pub fn new(stream: TcpStream, early: Vec<u8>, budget: usize) -> FrameReader {
+        FrameReader {
+            stream,
+            buf: early,
+            budget,
+        }
+    }
+
+    /// The next frame, or how the connection ended.
+    pub fn next_frame(&mut self) -> Result<ServerFrame, Ending> {
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            if let Some((frame, used)) = parse_server_frame(&self.buf) {
+                self.buf.drain(..used);
+                return Ok(frame);
+            }
+            let n = match self.stream.read(&mut chunk) {
+                Ok(0) if self.buf.is_empty() => return Err(Ending::Eof),
+                Ok(0) => {
+                    return Err(Ending::Garbage(format!(
+                        "EOF inside a frame ({} bytes left over)",
+                        self.buf.len()
+                    )));
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(Ending::Timeout);
+                }
+                Err(e) => return Err(Ending::Error(e.to_string())),
+            };
+            if n > self.budget {
+                return Err(Ending::Garbage("over the byte budget".into()));
+            }
+            self.budget -= n;
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Every remaining frame and how the connection ended.
+    pub fn rest(&mut self) -> (Vec<ServerFrame>, Ending) {
+        let mut frames = Vec::new();
+        loop {
+            match self.next_frame() {
+                Ok(f) => frames.push(f),
+                Err(end) => return (frames, end),
+            }
+        }
+    }
+}
+
+/// Splits one frame off the front of `buf`; `None` while it is incomplete.
+pub fn parse_server_frame(buf: &[u8]) -> Option<(ServerFrame, usize)> {
+    let b0 = *buf.first()?;
+    let b1 = *buf.get(1)?;
+    let (len, mut at) = match b1 & 0x7f {
+        126 => (
+            u16::from_be_bytes(buf.get(2..4)?.try_into().unwrap()) as u64,
+            4,
+        ),
+        127 => (u64::from_be_bytes(buf.get(2..10)?.try_into().unwrap()), 10),
+        n => (n as u64, 2),
+    };
+    let masked = b1 & 0x80 != 0;
+    let mask: [u8; 4] = if masked {
+        let m = buf.get(at..at + 4)?.try_into().unwrap();
+        at += 4;
+        m
+    } else {
+        [0; 4]
+    };
+    let end = at.checked_add(usize::try_from(len).ok()?)?;
+    let mut payload = buf.get(at..end)?.to_vec();
+    if masked {
+        payload
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, b)| *b ^= mask[i % 4]);
+    }
+    let frame = ServerFrame {
+        fin: b0 & 0x80 != 0,
+        rsv: b0 & 0x70,
+        opcode: b0 & 0x0f,
+        masked,
+        payload,
+    };
+    Some((frame, end))
+}
