@@ -61,7 +61,9 @@ let peopleRoom = null; // the room whose members the People panel shows
 let session = 0; // bumped on every new socket, so that stale async work stops
 let nameRetries = 0;
 
-const view = new MessageView(ui, () => me || wantName, (conv, ref) => retryPending(conv, ref));
+const view = new MessageView(
+  { scroller: ui.scroller, list: ui.messages, older: ui.older, olderEnd: ui.olderEnd },
+  () => me || wantName, (conv, ref) => retryPending(conv, ref));
 
 // ---- notices -------------------------------------------------------------------------------
 let noticeTimer = 0;
