@@ -172,6 +172,7 @@ function onLeft(msg) {
   requestRooms();
   renderRooms();
   renderPeople();
+  renderTitle();
 }
 
 function onPresence(msg) {
@@ -406,6 +407,8 @@ function renderMe() {
 function renderTitle() {
   const n = store.totalUnread();
   document.title = n ? `(${n}) wschat` : 'wschat';
+  // On a phone the lists are in a drawer: the button that opens it carries the total.
+  ui.toggleRooms.replaceChildren('Rooms', n ? ' ' : '', badge(n) || '');
 }
 
 function badge(n) {

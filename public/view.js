@@ -85,7 +85,9 @@ export class MessageView {
     // All of them older than the first one shown: an older page going in above the reader.
     const firstShown = this.list.querySelector('li.msg:not(.pending)');
     const onlyAbove = firstShown !== null && msgs[msgs.length - 1].id < Number(firstShown.dataset.id);
-    for (const m of msgs) {
+    // Newest first, so that the element each one goes in front of is already in the list.
+    for (let i = msgs.length - 1; i >= 0; i -= 1) {
+      const m = msgs[i];
       const li = this.#messageEl(m);
       this.msgEls.set(m.id, li);
       const nextId = conv.idAfter(m.id);
