@@ -9,12 +9,12 @@ import { Store, sameName, roomKey, dmKey, isMessage } from './store.js';
 import { MessageView, h } from './view.js';
 import { errorText } from './words.js';
 
-// One page of history. The server sends the latest 50 on join; older pages and catch-up use
-// the same size so that "fewer than PAGE" reliably means "nothing more".
+// One page of older history, the same size as the latest-50 that `joined` brings.
 const PAGE = 50;
-// Catch-up after a reconnect fetches at most this many pages per room (1000 messages); a
-// client that was away longer gets the latest ones and can scroll up for the rest.
-const MAX_CATCHUP_PAGES = 20;
+// Catch-up after a reconnect uses the server's largest page (PROTOCOL.md: history page 200)
+// and at most 5 of them: the server keeps 1000 messages per room, so that is all there is.
+const CATCHUP_PAGE = 200;
+const MAX_CATCHUP_PAGES = 5;
 // How often the room list (with member counts of rooms we are not in) is refreshed.
 const ROOMS_EVERY_MS = 30000;
 // A name can stay taken for a moment after a reconnect: the server may not yet have noticed
@@ -57,8 +57,15 @@ let wantName = String(storage.get('name', '') || '');
 let wantRooms = storage.get('rooms', ['lobby']);
 if (!Array.isArray(wantRooms) || !wantRooms.every((r) => typeof r === 'string')) wantRooms = ['lobby'];
 let currentKey = String(storage.get('current', roomKey('lobby')));
+const wants = (room) => wantRooms.some((r) => sameName(r, room));
+function want(room, yes) {
+  wantRooms = wantRooms.filter((r) => !sameName(r, room));
+  if (yes) wantRooms.push(room);
+  storage.set('rooms', wantRooms);
+}
 let peopleRoom = null; // the room whose members the People panel shows
 let session = 0; // bumped on every new socket, so that stale async work stops
+let greeted = false; // the first welcome of this socket has arrived
 let nameRetries = 0;
 
 const view = new MessageView(
@@ -92,6 +99,7 @@ window.addEventListener('online', () => conn.retryNow());
 
 conn.on('open', () => {
   session += 1;
+  greeted = false;
   me = null;
   renderStatus();
 });
@@ -99,7 +107,11 @@ conn.on('open', () => {
 conn.on('down', () => {
   me = null;
   for (const c of store.convs.values()) {
-    if (c.kind === 'room') c.joined = false;
+    if (c.kind === 'room') {
+      c.joined = false;
+      // What to fetch with `history after` once back (kept across repeated drops).
+      if (!c.catchUpFrom) c.catchUpFrom = c.newestId;
+    }
     let changed = false;
     for (const p of c.pending) {
       // Sent but not confirmed: the server may or may not have it. Decided after catch-up.
@@ -128,9 +140,11 @@ conn.on('message', (msg, awaited) => {
 
 function onWelcome(msg, awaited) {
   if (awaited) return; // the answer to our own login: handled where it was sent
-  if (me === null) {
+  if (!greeted) {
+    greeted = true; // the guest greeting of a new socket
     startSession(session);
-  } else if (typeof msg.name === 'string') {
+  } else if (me !== null && typeof msg.name === 'string') {
+    // The server renamed us (someone logged in with a token for this name).
     me = msg.name;
     renderMe();
   }
@@ -148,12 +162,20 @@ function onJoined(msg) {
     if (conv === view.conv) view.show(conv);
   }
   const wasEmpty = conv.ids.length === 0;
+  conv.name = msg.room; // the creator's spelling
   conv.joined = true;
   if (Array.isArray(msg.users)) conv.users = msg.users.filter((u) => typeof u === 'string');
-  view.added(conv, conv.add(history));
+  conv.count = Number.isFinite(msg.count) ? msg.count : conv.users.length;
+  const fresh = conv.add(history);
+  view.added(conv, fresh);
+  // After a reconnect the latest 50 include messages we missed: those are unread.
+  if (conv.catchUpFrom > 0) countUnread(conv, fresh.filter((m) => m.id > conv.catchUpFrom));
+  // `joined` carries the latest 50 and no `more`: a full page may have older ones.
   if (wasEmpty) { conv.hasOlder = history.length >= PAGE; view.updateOlder(); }
-  if (!wantRooms.includes(msg.room)) { wantRooms.push(msg.room); storage.set('rooms', wantRooms); }
-  if (!peopleRoom) peopleRoom = msg.room;
+  // The guest greeting joins lobby before we log in; that is not the user's choice.
+  if (me !== null && !wants(msg.room)) want(msg.room, true);
+  if (!peopleRoom) peopleRoom = conv.name;
+  if (conv === view.conv) renderConvHead();
   renderRooms();
   renderPeople();
 }
@@ -162,9 +184,8 @@ function onLeft(msg) {
   if (typeof msg.room !== 'string') return;
   const key = roomKey(msg.room);
   store.convs.delete(key);
-  wantRooms = wantRooms.filter((r) => r !== msg.room);
-  storage.set('rooms', wantRooms);
-  if (peopleRoom === msg.room) peopleRoom = null;
+  want(msg.room, false);
+  if (peopleRoom && sameName(peopleRoom, msg.room)) peopleRoom = null;
   if (currentKey === key) {
     const next = store.rooms().find((c) => c.joined) || store.dms()[0];
     if (next) setCurrent(next.key); else showEmpty();
@@ -179,8 +200,8 @@ function onPresence(msg) {
   const conv = typeof msg.room === 'string' ? store.get(roomKey(msg.room)) : undefined;
   if (!conv || typeof msg.name !== 'string') return;
   const without = (n) => conv.users.filter((u) => !sameName(u, n));
-  if (msg.event === 'join') conv.users = [...without(msg.name), msg.name];
-  else if (msg.event === 'leave') conv.users = without(msg.name);
+  if (msg.event === 'join') { conv.users = [...without(msg.name), msg.name]; conv.count += 1; }
+  else if (msg.event === 'leave') { conv.users = without(msg.name); conv.count = Math.max(0, conv.count - 1); }
   else if (msg.event === 'rename' && typeof msg.old === 'string') {
     conv.users = [...without(msg.old).filter((u) => !sameName(u, msg.name)), msg.name];
     renameDm(msg.old, msg.name);
@@ -234,6 +255,7 @@ function onUsers(msg) {
   const conv = typeof msg.room === 'string' ? store.get(roomKey(msg.room)) : undefined;
   if (!conv || !Array.isArray(msg.users)) return;
   conv.users = msg.users.filter((u) => typeof u === 'string');
+  conv.count = Number.isFinite(msg.count) ? msg.count : conv.users.length;
   renderRooms();
   renderPeople();
 }
@@ -297,7 +319,7 @@ async function login(sid, name, automatic) {
 
 async function syncRooms(sid, inRooms) {
   // The server puts every new connection in lobby; honour an earlier "leave".
-  for (const r of inRooms) if (!wantRooms.includes(r)) conn.send({ type: 'leave', room: r });
+  for (const r of inRooms) if (typeof r === 'string' && !wants(r)) conn.send({ type: 'leave', room: r });
   await Promise.all(wantRooms.map((r) => joinRoom(sid, r)));
   if (sid !== session) return;
   // Direct messages have no history to check against: a DM that was in flight when the
@@ -320,40 +342,48 @@ async function syncRooms(sid, inRooms) {
 
 async function joinRoom(sid, room) {
   const conv = store.room(room);
-  const seen = conv.newestId;
   try {
     await conn.request({ type: 'join', room });
   } catch (e) {
     if (sid !== session || e.code === 'offline') return false;
     notify(errorText(e));
     if (!conv.ids.length && !conv.pending.length) store.convs.delete(conv.key);
-    wantRooms = wantRooms.filter((r) => r !== room);
-    storage.set('rooms', wantRooms);
+    want(room, false);
     renderRooms();
     return false;
   }
-  if (seen > 0 && store.get(conv.key) === conv && conv.ids.length) await catchUp(sid, conv, seen);
-  if (sid === session) flushPending(conv, seen);
+  if (store.get(conv.key) !== conv) return true; // reset or left meanwhile
+  const from = conv.catchUpFrom;
+  if (from > 0 && !(await catchUp(sid, conv, from))) return true;
+  if (sid !== session) return true;
+  conv.catchUpFrom = 0;
+  flushPending(conv, from);
   return true;
 }
 
-/** Fetches every message of `conv` after id `after`, page by page. */
+/**
+ * Fetches every message of `conv` after id `after` (oldest first, page by page while the
+ * server says `more`); true when done. Deduplication by id makes the overlap with the latest
+ * 50 that `joined` already brought harmless.
+ */
 async function catchUp(sid, conv, after) {
   let from = after;
   for (let page = 0; page < MAX_CATCHUP_PAGES; page += 1) {
     let r;
     try {
-      r = await conn.request({ type: 'history', room: conv.name, after: from, limit: PAGE });
+      r = await conn.request({ type: 'history', room: conv.name, after: from, limit: CATCHUP_PAGE });
     } catch (e) {
       if (sid === session && e.code !== 'offline') notify(errorText(e));
-      return;
+      return false;
     }
-    if (sid !== session) return;
+    if (sid !== session) return false;
     const msgs = Array.isArray(r.messages) ? r.messages.filter(isMessage) : [];
     mergeHistory({ room: conv.name, messages: msgs }, true);
-    if (msgs.length < PAGE) return;
+    const more = typeof r.more === 'boolean' ? r.more : msgs.length >= CATCHUP_PAGE;
+    if (!more || !msgs.length) return true;
     from = Math.max(from, ...msgs.map((m) => m.id));
   }
+  return true;
 }
 
 /**
@@ -416,13 +446,15 @@ function badge(n) {
 }
 
 function renderRooms() {
-  const byName = new Map();
-  for (const r of store.roomList) byName.set(r.name, { name: r.name, count: countOf(r.users), joined: false, unread: 0 });
+  const byKey = new Map();
+  for (const r of store.roomList) byKey.set(roomKey(r.name), { name: r.name, count: countOf(r.users), joined: false, unread: 0 });
   for (const c of store.rooms()) {
-    if (!c.joined && !wantRooms.includes(c.name)) continue;
-    byName.set(c.name, { name: c.name, count: c.users.length || countOf(byName.get(c.name)?.count), joined: true, unread: c.unread });
+    if (!c.joined && !wants(c.name)) continue;
+    // Our own rooms: the live count (presence keeps it current between `rooms` answers).
+    const count = c.joined ? c.count : countOf(byKey.get(c.key)?.count);
+    byKey.set(c.key, { name: c.name, count, joined: true, unread: c.unread });
   }
-  const items = [...byName.values()].sort((a, b) => (b.joined - a.joined) || a.name.localeCompare(b.name));
+  const items = [...byKey.values()].sort((a, b) => (b.joined - a.joined) || a.name.localeCompare(b.name));
   ui.rooms.replaceChildren(...items.map((r) => {
     const current = roomKey(r.name) === currentKey;
     const btn = h('button', {
@@ -608,7 +640,7 @@ async function loadOlder() {
   try {
     const r = await conn.request({ type: 'history', room: conv.name, before: conv.oldestId, limit: PAGE });
     const msgs = Array.isArray(r.messages) ? r.messages : [];
-    if (msgs.length < PAGE) conv.hasOlder = false;
+    if (typeof r.more === 'boolean' ? !r.more : msgs.length < PAGE) conv.hasOlder = false;
     mergeHistory({ room: conv.name, messages: msgs }, false);
   } catch (e) {
     if (sid === session && e.code !== 'offline') notify(errorText(e));

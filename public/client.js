@@ -46,6 +46,15 @@ export class Connection {
     // across reconnects so a late reply can never be matched to a newer request.
     this.refPrefix = Math.random().toString(36).slice(2, 8) + '-';
     this.refCount = 0;
+    // The server allows 10 messages/s with bursts of 20 per connection and drops what goes
+    // over (PROTOCOL.md, limits). The page paces itself a little below that, so a reconnect
+    // that rejoins many rooms at once, or a fast typist, never loses a message to the limit.
+    this.rate = opts.rate ?? 8;
+    this.burst = opts.burst ?? 16;
+    this.tokens = this.burst;
+    this.refilled = 0;
+    this.outbox = [];
+    this.flushTimer = 0;
     setInterval(() => this.#checkAlive(), 1000);
   }
 
@@ -63,11 +72,32 @@ export class Connection {
 
   get online() { return this.ws !== null && this.ws.readyState === WebSocket.OPEN; }
 
-  /** Sends one message; false if there is no open socket (the caller decides whether to queue). */
+  /**
+   * Sends one message, at once or as soon as the pacing allows; false if there is no open
+   * socket (the caller decides whether to keep it for later).
+   */
   send(obj) {
     if (!this.online) return false;
-    this.ws.send(JSON.stringify(obj));
+    this.outbox.push(JSON.stringify(obj));
+    this.#flush();
     return true;
+  }
+
+  #flush() {
+    const now = performance.now();
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.refilled) * this.rate) / 1000);
+    this.refilled = now;
+    while (this.outbox.length && this.tokens >= 1) {
+      this.ws.send(this.outbox.shift());
+      this.tokens -= 1;
+    }
+    if (this.outbox.length && !this.flushTimer) {
+      const wait = Math.ceil(((1 - this.tokens) * 1000) / this.rate);
+      this.flushTimer = setTimeout(() => {
+        this.flushTimer = 0;
+        if (this.online) this.#flush();
+      }, wait);
+    }
   }
 
   /**
@@ -117,6 +147,9 @@ export class Connection {
     this.ws = ws;
     ws.onopen = () => {
       this.everOpen = true;
+      this.tokens = this.burst; // the server's bucket is per connection and starts full
+      this.refilled = performance.now();
+      this.outbox = [];
       this.lastHeard = Date.now();
       this.probeSentAt = 0;
       this.#setState('online');
@@ -160,6 +193,9 @@ export class Connection {
       w.reject(Object.assign(new Error('connection lost'), { code: 'offline' }));
     }
     this.waiting.clear();
+    this.outbox = [];
+    clearTimeout(this.flushTimer);
+    this.flushTimer = 0;
     this.#emit('down');
     this.#scheduleRetry();
   }

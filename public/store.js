@@ -5,7 +5,8 @@
 /** Names are unique case-insensitively on the server, so compare them the same way. */
 export const sameName = (a, b) => typeof a === 'string' && typeof b === 'string' && a.toLowerCase() === b.toLowerCase();
 
-export const roomKey = (room) => '#' + room;
+/** Room names are case-insensitive too (`Dev` is `dev`, spelled the way its creator spelled it). */
+export const roomKey = (room) => '#' + room.toLowerCase();
 export const dmKey = (name) => '@' + name.toLowerCase();
 
 export class Conversation {
@@ -17,8 +18,10 @@ export class Conversation {
     this.ids = []; // ascending
     this.pending = []; // {ref, text, ts, state: 'queued'|'sent'|'failed', error}
     this.unread = 0;
-    this.users = [];
+    this.users = []; // at most 1000 names (the server's cap)
+    this.count = 0; // the true number of members
     this.joined = false;
+    this.catchUpFrom = 0; // the newest id seen before the connection dropped; 0 = nothing to fetch
     this.hasOlder = kind === 'room';
     this.loadingOlder = false;
   }
@@ -55,6 +58,7 @@ export class Conversation {
   reset() {
     this.byId.clear();
     this.ids = [];
+    this.catchUpFrom = 0;
     this.hasOlder = this.kind === 'room';
   }
 

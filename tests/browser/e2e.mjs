@@ -326,6 +326,14 @@ async function main() {
     await server.stop().catch(() => {});
     fs.rmSync(dataDir, { recursive: true, force: true });
   };
+  // Stopped from outside (CI timeout, Ctrl-C): still stop the server this script started.
+  for (const sig of ['SIGTERM', 'SIGINT']) {
+    process.once(sig, async () => {
+      console.error(`E2E FAILED: interrupted by ${sig}`);
+      await cleanup();
+      process.exit(1);
+    });
+  }
   const killer = setTimeout(async () => {
     console.error(`E2E FAILED: the whole run took longer than ${TOTAL_MS} ms`);
     await cleanup();
@@ -473,6 +481,9 @@ async function main() {
       await dave.next('welcome', (m) => m.type === 'welcome');
       await dave.request({ type: 'login', name: 'dave' });
       await dave.request({ type: 'join', room: 'dev' });
+      // More than the 50 that `joined` brings, so only `history after` can fill the gap.
+      const backlog = Array.from({ length: 55 }, (_, i) => `lobby backlog ${i + 1}`);
+      for (const t of backlog) await dave.say('lobby', t);
       const missed = ['Server is back after the upgrade.', 'Did anyone lose messages?', 'Ping me if so.'];
       for (const t of missed) await dave.say('dev', t);
       assert((await state(A)) === 'reconnecting', 'alice was still offline while dave talked');
@@ -492,6 +503,15 @@ async function main() {
       assert(new Set(ids).size === ids.length, 'no message id shown twice');
       assert(ids.length === before + missed.length + 2, `before ${before} + ${missed.length} missed + 2 = ${ids.length}`);
       await A.locator('#users [data-user="dave"]').waitFor({ timeout: STEP_MS });
+      await shot(A, 'alice-desktop.png');
+
+      // lobby: 1 unread from before + the 55 missed ones, each shown once, in id order.
+      await A.locator('#rooms button[data-room="lobby"] .badge', { hasText: '56' }).waitFor({ timeout: STEP_MS });
+      await clickRoom(A, 'lobby');
+      for (const t of backlog) assert((await countExact(A, t)) === 1, `"${t}" shown exactly once in lobby (got ${await countExact(A, t)})`);
+      const lobbyIds = await A.$$eval('#messages li.msg[data-id]', (els) => els.map((e) => Number(e.dataset.id)));
+      assert(lobbyIds.every((id, i) => i === 0 || id > lobbyIds[i - 1]), 'lobby in id order, no duplicates');
+      await clickRoom(A, 'dev');
       dave.close();
       await A.locator('#users [data-user="dave"]').waitFor({ state: 'detached', timeout: STEP_MS });
     });
@@ -499,7 +519,6 @@ async function main() {
     await step('the people list updates when a page closes', async () => {
       await waitState(B, 'online');
       await A.locator('#users [data-user="bob"]').waitFor({ timeout: STEP_MS });
-      await shot(A, 'alice-desktop.png');
       await B.close();
       await A.locator('#users [data-user="bob"]').waitFor({ state: 'detached', timeout: STEP_MS });
     });
