@@ -1,2 +1,41 @@
 //! wschat: a WebSocket chat and broadcast server without an async runtime.
-#![forbid(unsafe_code)]
+//!
+//! One thread per connection reads frames (blocking, so an idle client costs no wake-ups);
+//! one dispatcher thread fans messages out with non-blocking, batched writes, so a slow client
+//! never delays the others. The page and small HTTP endpoints are served by tiny_http. See
+//! `ARCHITECTURE.md` for the threads and the path of a message.
+//!
+//! Embed it in a synchronous program:
+//!
+//! ```
+//! let mut config = wschat::Config::default();
+//! config.addr = "127.0.0.1:0".parse().unwrap();
+//! let server = wschat::Server::bind(config)?;
+//! let handle = server.handle();
+//! // Browsers connected to ws://ADDR/relay/time receive this:
+//! handle.publish_text("time", "12:00:00")?;
+//! assert_eq!(handle.connection_count(), 0);
+//! handle.shutdown();
+//! server.join();
+//! # Ok::<(), wschat::Error>(())
+//! ```
+#![deny(unsafe_code)]
+#![deny(missing_docs)]
+
+mod assets;
+mod config;
+mod conn;
+mod error;
+mod frame;
+mod http;
+mod hub;
+mod server;
+mod stats;
+mod sys;
+mod upgrade;
+mod web;
+
+pub use config::Config;
+pub use error::{Error, Result};
+pub use server::{Handle, Server};
+pub use sys::{Signal, block_shutdown_signals, raise_fd_limit, wait_signal};

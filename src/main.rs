@@ -1,1 +1,81 @@
-fn main() {}
+//! The `wschat` binary: arguments in, server (or bench client) out, errors to an exit code.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use cli::Command;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match cli::parse(&args) {
+        Ok(Command::Serve(config)) => serve(config),
+        Ok(Command::Bench(_args)) => {
+            eprintln!("wschat bench: not built yet");
+            ExitCode::from(2)
+        }
+        Ok(Command::Help(text)) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Ok(Command::Version) => {
+            println!("wschat {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Err(msg) => {
+            eprintln!("wschat: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve(config: wschat::Config) -> ExitCode {
+    // Before any thread exists, so that every thread inherits the blocked mask and only the
+    // signal thread below receives SIGINT/SIGTERM/SIGHUP.
+    if let Err(e) = wschat::block_shutdown_signals() {
+        eprintln!("wschat: cannot set up signal handling: {e}");
+        return ExitCode::FAILURE;
+    }
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    if let Err(e) = wschat::raise_fd_limit() {
+        log::warn!("could not raise the open-files limit: {e}");
+    }
+    let server = match wschat::Server::bind(config) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("wschat: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = server.local_addr();
+    println!("wschat listening on http://{addr} (chat page at /, WebSocket relay at ws://{addr}/)");
+    let handle = server.handle();
+    let signals = std::thread::Builder::new()
+        .name("wschat-signals".into())
+        .spawn(move || {
+            let mut stopping = false;
+            loop {
+                match wschat::wait_signal() {
+                    Ok(wschat::Signal::Terminate) if stopping => {
+                        eprintln!("wschat: second signal, exiting now");
+                        std::process::exit(1);
+                    }
+                    Ok(wschat::Signal::Terminate) => {
+                        stopping = true;
+                        handle.shutdown();
+                    }
+                    Ok(wschat::Signal::Hangup) => log::info!("SIGHUP: nothing to reload"),
+                    Err(e) => {
+                        log::error!("waiting for signals failed: {e}");
+                        return;
+                    }
+                }
+            }
+        });
+    if let Err(e) = signals {
+        eprintln!("wschat: cannot start the signal thread: {e}");
+        return ExitCode::FAILURE;
+    }
+    server.join();
+    ExitCode::SUCCESS
+}

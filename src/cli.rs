@@ -1,0 +1,218 @@
+//! Command line → what to run. Hand-written: a dozen `--name value` options do not need a
+//! parser crate, and one table gives both the parsing and `--help`.
+
+use std::time::Duration;
+
+use wschat::Config;
+
+/// What the command line asks for.
+pub enum Command {
+    Serve(Config),
+    Bench(Vec<String>),
+    Help(String),
+    Version,
+}
+
+struct Opt {
+    name: &'static str,
+    value: &'static str,
+    help: &'static str,
+    set: fn(&mut Config, &str) -> Result<(), String>,
+}
+
+fn number<T: std::str::FromStr>(v: &str) -> Result<T, String> {
+    v.parse().map_err(|_| format!("not a number: {v:?}"))
+}
+
+fn seconds(v: &str) -> Result<Duration, String> {
+    let s: f64 = number(v)?;
+    if !(0.0..=86_400.0).contains(&s) {
+        return Err(format!("{v} seconds is out of range (0 to 86400)"));
+    }
+    Ok(Duration::from_secs_f64(s))
+}
+
+const OPTIONS: &[Opt] = &[
+    Opt {
+        name: "addr",
+        value: "ADDR",
+        help: "address to listen on [default: 127.0.0.1:8080; 0.0.0.0:8080 for a LAN]",
+        set: |c, v| {
+            c.addr = v
+                .parse()
+                .map_err(|_| format!("not an address (IP:PORT): {v:?}"))?;
+            Ok(())
+        },
+    },
+    Opt {
+        name: "public",
+        value: "DIR",
+        help: "serve the page from this folder instead of the copy built into the binary",
+        set: |c, v| {
+            c.public_dir = Some(v.into());
+            Ok(())
+        },
+    },
+    Opt {
+        name: "welcome",
+        value: "TEXT",
+        help: "send TEXT to every new relay client [default: nothing]",
+        set: |c, v| {
+            c.welcome = Some(v.into());
+            Ok(())
+        },
+    },
+    Opt {
+        name: "max-message-size",
+        value: "BYTES",
+        help: "largest message a client may send; larger gets Close 1009 [default: 65536]",
+        set: |c, v| {
+            c.max_message_size = number(v)?;
+            Ok(())
+        },
+    },
+    Opt {
+        name: "max-pending",
+        value: "BYTES",
+        help: "unsent bytes a client may fall behind before it is disconnected (1008) [default: 1048576]",
+        set: |c, v| {
+            c.max_pending_bytes = number(v)?;
+            Ok(())
+        },
+    },
+    Opt {
+        name: "ping-interval",
+        value: "SECS",
+        help: "ping clients silent this long, drop them one interval later; 0 = off [default: 30]",
+        set: |c, v| {
+            c.ping_interval = seconds(v)?;
+            Ok(())
+        },
+    },
+    Opt {
+        name: "handshake-timeout",
+        value: "SECS",
+        help: "time for a request head to arrive [default: 10]",
+        set: |c, v| {
+            c.handshake_timeout = seconds(v)?;
+            Ok(())
+        },
+    },
+    Opt {
+        name: "max-connections",
+        value: "N",
+        help: "connections served at once; more get 503 [default: 0 = open-files limit - 64]",
+        set: |c, v| {
+            c.max_connections = number(v)?;
+            Ok(())
+        },
+    },
+    Opt {
+        name: "read-buffer",
+        value: "BYTES",
+        help: "socket read buffer per connection [default: 4096]",
+        set: |c, v| {
+            c.read_buffer_size = number(v)?;
+            Ok(())
+        },
+    },
+];
+
+fn help() -> String {
+    let mut out = format!(
+        "wschat {} - a WebSocket chat and broadcast server without an async runtime\n\n\
+         Usage:\n  wschat [serve] [OPTIONS]   run the server (the default)\n  \
+         wschat bench SCENARIO ...  load-test a server (wschat bench --help)\n\n\
+         Endpoints: GET / (chat page), ws://HOST/ (relay), ws://HOST/relay/NAME, ws://HOST/echo,\n\
+         GET /healthz, GET /metrics\n\nOptions:\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    for o in OPTIONS {
+        let flag = format!("--{} {}", o.name, o.value);
+        out.push_str(&format!("  {flag:<28} {}\n", o.help));
+    }
+    out.push_str("  -h, --help                   print this help\n  -V, --version                print the version\n\n");
+    out.push_str("Logging: RUST_LOG=debug (default info).\n");
+    out
+}
+
+/// Parses the arguments after the program name.
+pub fn parse(args: &[String]) -> Result<Command, String> {
+    let mut args = args;
+    match args.first().map(String::as_str) {
+        Some("bench") => return Ok(Command::Bench(args[1..].to_vec())),
+        Some("serve") => args = &args[1..],
+        _ => {}
+    }
+    let mut config = Config::default();
+    let mut i = 0;
+    while i < args.len() {
+        let arg = args[i].as_str();
+        i += 1;
+        match arg {
+            "-h" | "--help" => return Ok(Command::Help(help())),
+            "-V" | "--version" => return Ok(Command::Version),
+            _ => {}
+        }
+        let Some(flag) = arg.strip_prefix("--") else {
+            return Err(format!("unexpected argument {arg:?} (see --help)"));
+        };
+        let (name, inline) = match flag.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (flag, None),
+        };
+        let opt = OPTIONS
+            .iter()
+            .find(|o| o.name == name)
+            .ok_or_else(|| format!("unknown option --{name} (see --help)"))?;
+        let value = match inline {
+            Some(v) => v,
+            None => {
+                let v = args
+                    .get(i)
+                    .ok_or_else(|| format!("--{name} needs a value ({})", opt.value))?;
+                i += 1;
+                v.clone()
+            }
+        };
+        (opt.set)(&mut config, &value).map_err(|e| format!("--{name}: {e}"))?;
+    }
+    Ok(Command::Serve(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn defaults_and_options() {
+        let Ok(Command::Serve(c)) = parse(&[]) else {
+            panic!("no args serves")
+        };
+        assert_eq!(c.addr.to_string(), "127.0.0.1:8080");
+        let Ok(Command::Serve(c)) = parse(&args("serve --addr=0.0.0.0:9 --ping-interval 0.5"))
+        else {
+            panic!("serve with options")
+        };
+        assert_eq!(c.addr.to_string(), "0.0.0.0:9");
+        assert_eq!(c.ping_interval, Duration::from_millis(500));
+        assert!(parse(&args("--addr nope")).is_err());
+        assert!(parse(&args("--bogus 1")).is_err());
+        assert!(parse(&args("--addr")).is_err());
+        assert!(matches!(parse(&args("bench fanout -c 3")), Ok(Command::Bench(a)) if a.len() == 3));
+    }
+
+    #[test]
+    fn help_lists_every_option_with_a_default_or_meaning() {
+        let Ok(Command::Help(h)) = parse(&args("--help")) else {
+            panic!("help")
+        };
+        for o in OPTIONS {
+            assert!(h.contains(&format!("--{}", o.name)));
+        }
+    }
+}

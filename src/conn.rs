@@ -1,0 +1,165 @@
+//! The read loop of one WebSocket connection: frames in, events out. Knows frames, not chat.
+//!
+//! The thread blocks in `read` with no timeout, so an idle connection costs no wake-ups. It never
+//! writes to its socket: tungstenite's automatic answers (the pong to a ping, the reply to a
+//! Close) are written into an in-memory buffer and handed to the dispatcher, the socket's only
+//! writer.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use log::{debug, trace};
+use tungstenite::error::{Error as WsError, ProtocolError};
+use tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
+use tungstenite::{Bytes, Message};
+
+use crate::config::Config;
+use crate::frame;
+use crate::hub::{ClientId, Event};
+
+/// After the last frame to a closing client is queued, how long this thread waits for the
+/// client to close its side. Long enough for a slow link to read our Close; short enough that a
+/// client that never closes does not hold the thread.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// What tungstenite reads from and writes to: reads come from the socket, writes only collect.
+struct Io {
+    stream: Arc<TcpStream>,
+    written: Vec<u8>,
+}
+
+impl Read for Io {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self.stream).read(buf)
+    }
+}
+
+impl Write for Io {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.written.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// tungstenite's settings for a server connection under `cfg`.
+pub(crate) fn ws_config(cfg: &Config) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(cfg.read_buffer_size)
+        // Writes go to `Io::written`, never to the socket: nothing to buffer.
+        .write_buffer_size(0)
+        .max_message_size(Some(cfg.max_message_size))
+        .max_frame_size(Some(cfg.max_message_size))
+}
+
+/// Reads frames until the connection ends, then reports `Gone`.
+///
+/// `early` holds bytes that arrived with the request head (a client that did not wait for the
+/// 101 before sending its first frame).
+pub(crate) fn run(
+    id: ClientId,
+    stream: Arc<TcpStream>,
+    early: Vec<u8>,
+    cfg: &Config,
+    tx: &Sender<Event>,
+) {
+    let io = Io {
+        stream: stream.clone(),
+        written: Vec::new(),
+    };
+    let mut ws = WebSocket::from_partially_read(io, early, Role::Server, Some(ws_config(cfg)));
+    loop {
+        let event = match ws.read() {
+            Ok(Message::Text(text)) => Event::Message {
+                id,
+                opcode: frame::TEXT,
+                data: Bytes::from(text),
+            },
+            Ok(Message::Binary(data)) => Event::Message {
+                id,
+                opcode: frame::BINARY,
+                data,
+            },
+            Ok(Message::Ping(_)) => {
+                // tungstenite queued the pong; flushing writes it into `written`.
+                let _ = ws.flush();
+                Event::Control {
+                    id,
+                    bytes: std::mem::take(&mut ws.get_mut().written),
+                }
+            }
+            Ok(Message::Pong(_)) => Event::Pong { id },
+            Ok(Message::Close(close)) => {
+                trace!("client {id} sent Close {close:?}");
+                // Writes the reply Close into `written` (then reports ConnectionClosed).
+                let _ = ws.flush();
+                let bytes = std::mem::take(&mut ws.get_mut().written);
+                finish(id, &stream, tx, bytes);
+                return;
+            }
+            Ok(Message::Frame(_)) => continue, // only produced when writing raw frames
+            Err(e) => {
+                match close_for(&e) {
+                    Some((code, reason)) => {
+                        debug!("client {id}: {e}; closing with {code}");
+                        let mut bytes = Vec::new();
+                        frame::encode_close(code, reason, &mut bytes);
+                        finish(id, &stream, tx, bytes);
+                    }
+                    None => {
+                        trace!("client {id}: connection ended: {e}");
+                        let _ = tx.send(Event::Gone { id });
+                    }
+                }
+                return;
+            }
+        };
+        if tx.send(event).is_err() {
+            return; // the dispatcher is gone: the server is shutting down
+        }
+    }
+}
+
+/// The close code RFC 6455 asks for after a read error, or `None` when the peer is simply gone.
+fn close_for(e: &WsError) -> Option<(u16, &'static str)> {
+    match e {
+        WsError::Capacity(_) => Some((1009, "message too big")),
+        WsError::Utf8(_) => Some((1007, "invalid UTF-8 in text message")),
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
+        WsError::Protocol(_) => Some((1002, "protocol error")),
+        WsError::ConnectionClosed | WsError::AlreadyClosed | WsError::Io(_) => None,
+        _ => Some((1011, "internal error")),
+    }
+}
+
+/// Hands the last frame to the dispatcher, waits (bounded) for the client to close its side,
+/// then reports `Gone`.
+fn finish(id: ClientId, stream: &TcpStream, tx: &Sender<Event>, last: Vec<u8>) {
+    if tx.send(Event::Closing { id, bytes: last }).is_err() {
+        return;
+    }
+    // Keep reading (and discarding) so that the client's remaining bytes do not turn our close
+    // into a RST that could destroy the Close frame before the client reads it.
+    let deadline = Instant::now() + CLOSE_WAIT;
+    let mut sink = [0u8; 1024];
+    let mut stream = stream;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            break;
+        }
+        match stream.read(&mut sink) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    let _ = tx.send(Event::Gone { id });
+}

@@ -1,0 +1,406 @@
+//! Starting a server, its accept loop, and the [`Handle`] that drives it from other threads.
+
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use log::{debug, info, warn};
+use tungstenite::Bytes;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::frame;
+use crate::http::{self, HeadError};
+use crate::hub::{self, Event, Hub};
+use crate::stats::Stats;
+use crate::sys::{self, Epoll};
+use crate::upgrade::{self, Route};
+use crate::web::{self, Web};
+
+/// Descriptors kept back from `max_connections` for the server's own use (listeners, epoll,
+/// the page server's sockets, log and data files).
+const RESERVED_FDS: u64 = 64;
+
+/// Connections over the cap are answered 503 by short-lived threads; at most this many at once,
+/// beyond which they are closed without an answer (a flood must not turn into a thread bomb).
+const MAX_REJECTERS: usize = 256;
+
+/// After `accept` fails for lack of descriptors or memory, wait this long before trying again:
+/// the connection stays in the backlog, and retrying at once would spin a core until a
+/// descriptor frees up.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// State shared by the accept loop, connection threads and handles.
+struct Shared {
+    cfg: Arc<Config>,
+    local_addr: SocketAddr,
+    listener: TcpListener,
+    web_addr: SocketAddr,
+    tx: Sender<Event>,
+    stats: Arc<Stats>,
+    stopping: AtomicBool,
+    next_id: AtomicU64,
+    max_connections: usize,
+    rejecters: AtomicUsize,
+}
+
+/// A running server. Dropping it shuts it down and waits for it.
+///
+/// ```no_run
+/// let server = wschat::Server::bind(wschat::Config::default())?;
+/// println!("listening on http://{}", server.local_addr());
+/// server.join(); // until a Handle calls shutdown()
+/// # Ok::<(), wschat::Error>(())
+/// ```
+pub struct Server {
+    handle: Handle,
+    threads: Vec<JoinHandle<()>>,
+    web: Option<Web>,
+}
+
+/// A cheap, cloneable handle to a running server: publish, count, shut down.
+///
+/// Every method is safe to call from any thread, also after the server has stopped (then
+/// publishing returns [`Error::Closed`]).
+#[derive(Clone)]
+pub struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// Binds `config.addr`, starts the server's threads and returns at once.
+    ///
+    /// # Errors
+    /// [`Error::Bind`] when the address cannot be bound, [`Error::Config`] for an out-of-range
+    /// setting, [`Error::Io`] when a thread or the internal page server cannot start.
+    pub fn bind(config: Config) -> Result<Server> {
+        validate(&config)?;
+        let listener = TcpListener::bind(config.addr).map_err(|source| Error::Bind {
+            addr: config.addr,
+            source,
+        })?;
+        sys::set_backlog(&listener, config.listen_backlog)?;
+        let local_addr = listener.local_addr()?;
+        let max_connections = if config.max_connections > 0 {
+            config.max_connections
+        } else {
+            sys::nofile_limit().saturating_sub(RESERVED_FDS).max(16) as usize
+        };
+
+        let cfg = Arc::new(config);
+        let stats = Arc::new(Stats::default());
+        let web = Web::start(&cfg, stats.clone())?;
+        let (tx, rx) = crossbeam_channel::bounded(hub::QUEUE_CAPACITY);
+        let epoll = Arc::new(Epoll::new()?);
+        let shared = Arc::new(Shared {
+            cfg: cfg.clone(),
+            local_addr,
+            listener,
+            web_addr: web.addr,
+            tx: tx.clone(),
+            stats: stats.clone(),
+            stopping: AtomicBool::new(false),
+            next_id: AtomicU64::new(1),
+            max_connections,
+            rejecters: AtomicUsize::new(0),
+        });
+
+        let mut threads = Vec::new();
+        let hub = Hub::new(cfg.clone(), stats, rx, epoll.clone());
+        threads.push(spawn("wschat-dispatch", move || hub.run())?);
+        threads.push(spawn("wschat-poller", move || hub::run_poller(epoll, tx))?);
+        let accept_shared = shared.clone();
+        threads.push(spawn("wschat-accept", move || accept_loop(&accept_shared))?);
+        info!("listening on http://{local_addr} (max {max_connections} connections)");
+        Ok(Server {
+            handle: Handle { shared },
+            threads,
+            web: Some(web),
+        })
+    }
+
+    /// The address the server listens on (with the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.handle.shared.local_addr
+    }
+
+    /// A handle for other threads.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Waits until the server has shut down (see [`Handle::shutdown`]).
+    pub fn join(mut self) {
+        self.wait();
+    }
+
+    fn wait(&mut self) {
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        if let Some(web) = self.web.take() {
+            web.stop();
+        }
+        if !self.threads.is_empty() || self.handle.shared.stopping.load(SeqCst) {
+            info!("server on {} stopped", self.handle.shared.local_addr);
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            self.handle.shutdown();
+            self.wait();
+        }
+    }
+}
+
+fn validate(cfg: &Config) -> Result<()> {
+    let bad = |m: &str| Err(Error::Config(m.to_string()));
+    if cfg.max_message_size == 0 {
+        return bad("max_message_size must be at least 1");
+    }
+    if cfg.read_buffer_size < 64 {
+        return bad("read_buffer_size must be at least 64 bytes");
+    }
+    if cfg.max_head_size < 1024 {
+        return bad("max_head_size must be at least 1 KiB");
+    }
+    if cfg.handshake_timeout.is_zero() {
+        return bad("handshake_timeout must be above zero");
+    }
+    if cfg.thread_stack_size < 64 * 1024 {
+        return bad("thread_stack_size must be at least 64 KiB");
+    }
+    Ok(())
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name(name.into()).spawn(f)
+}
+
+impl Handle {
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// Sends `text` to every client of relay channel `channel` (`""` is the channel at `/`,
+    /// `"news"` the one at `/relay/news`).
+    ///
+    /// Returns once the message is queued for the dispatcher; it waits only if the dispatcher's
+    /// queue is full (see `QUEUE_CAPACITY`), which slows a publisher down to what clients take.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] after shutdown.
+    pub fn publish_text(&self, channel: &str, text: impl Into<String>) -> Result<()> {
+        self.publish(channel, frame::TEXT, Bytes::from(text.into()))
+    }
+
+    /// Sends binary `data` to every client of relay channel `channel`; see
+    /// [`publish_text`](Handle::publish_text).
+    pub fn publish_binary(&self, channel: &str, data: impl Into<Vec<u8>>) -> Result<()> {
+        self.publish(channel, frame::BINARY, Bytes::from(data.into()))
+    }
+
+    fn publish(&self, channel: &str, opcode: u8, data: Bytes) -> Result<()> {
+        if self.shared.stopping.load(Relaxed) {
+            return Err(Error::Closed);
+        }
+        self.shared
+            .tx
+            .send(Event::Publish {
+                channel: channel.to_string(),
+                opcode,
+                data,
+            })
+            .map_err(|_| Error::Closed)
+    }
+
+    /// WebSocket connections open now.
+    pub fn connection_count(&self) -> usize {
+        self.shared.stats.ws_open.load(Relaxed)
+    }
+
+    /// The server's counters in the Prometheus text format (what `GET /metrics` serves).
+    pub fn metrics(&self) -> String {
+        self.shared.stats.render()
+    }
+
+    /// Starts a graceful shutdown and returns at once: stop accepting, send Close 1001 to every
+    /// client, wait up to `shutdown_timeout` for them to go, then cut the rest.
+    /// [`Server::join`] returns when it is done. Calling it again does nothing.
+    pub fn shutdown(&self) {
+        if self.shared.stopping.swap(true, SeqCst) {
+            return;
+        }
+        info!("shutting down");
+        if sys::shutdown_listener(&self.shared.listener).is_err() {
+            // Not Linux-like: wake the accept loop by connecting to it.
+            let _ = TcpStream::connect_timeout(&self.shared.local_addr, Duration::from_secs(1));
+        }
+        let _ = self.shared.tx.send(Event::Shutdown);
+    }
+}
+
+fn accept_loop(shared: &Arc<Shared>) {
+    let mut last_warning: Option<Instant> = None;
+    loop {
+        let (stream, peer) = match shared.listener.accept() {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                if shared.stopping.load(SeqCst) {
+                    break;
+                }
+                let out_of_resources = matches!(
+                    e.raw_os_error(),
+                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                );
+                if !matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                ) {
+                    // One line per 10 s at most: a descriptor shortage fails every accept.
+                    if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                        warn!("accept failed (will retry): {e}");
+                        last_warning = Some(Instant::now());
+                    }
+                    std::thread::sleep(if out_of_resources {
+                        ACCEPT_BACKOFF
+                    } else {
+                        Duration::from_millis(5)
+                    });
+                }
+                continue;
+            }
+        };
+        if shared.stopping.load(SeqCst) {
+            break;
+        }
+        let open = shared.stats.tcp_open.load(Relaxed);
+        if open >= shared.max_connections {
+            reject_over_capacity(shared, stream, peer);
+            continue;
+        }
+        shared.stats.tcp_open.fetch_add(1, Relaxed);
+        let conn_shared = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("wschat-conn".into())
+            .stack_size(shared.cfg.thread_stack_size)
+            .spawn(move || {
+                serve(&conn_shared, stream, peer);
+                conn_shared.stats.tcp_open.fetch_sub(1, Relaxed);
+            });
+        if let Err(e) = spawned {
+            shared.stats.tcp_open.fetch_sub(1, Relaxed);
+            if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                warn!("cannot start a connection thread (connection dropped): {e}");
+                last_warning = Some(Instant::now());
+            }
+        }
+    }
+    debug!("accept loop ended");
+}
+
+fn reject_over_capacity(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    shared.stats.rejected(503);
+    if shared.rejecters.fetch_add(1, Relaxed) >= MAX_REJECTERS {
+        shared.rejecters.fetch_sub(1, Relaxed);
+        return; // dropped: closes the socket
+    }
+    debug!("{peer}: over the connection limit, answering 503");
+    let s = shared.clone();
+    let spawned = std::thread::Builder::new()
+        .name("wschat-503".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            http::reject(&stream, 503, &[("Retry-After", "5")]);
+            s.rejecters.fetch_sub(1, Relaxed);
+        });
+    if spawned.is_err() {
+        shared.rejecters.fetch_sub(1, Relaxed);
+    }
+}
+
+/// One TCP connection, from its first byte to its end: read the head, then either run the
+/// WebSocket connection here or forward the request to the page server.
+fn serve(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
+    let cfg = &shared.cfg;
+    let head = match http::read_head(&stream, cfg.max_head_size, cfg.handshake_timeout) {
+        Ok(head) => head,
+        Err(e) => {
+            debug!("{peer}: no request head: {e:?}");
+            let status = match e {
+                HeadError::Timeout => 408,
+                HeadError::TooLarge => 431,
+                HeadError::Malformed => 400,
+                HeadError::Closed => return,
+            };
+            shared.stats.rejected(status);
+            return http::reject(&stream, status, &[]);
+        }
+    };
+    if !upgrade::wants_websocket(&head) {
+        if head.path() != "/" && upgrade::route(head.path()).is_some() {
+            // A WebSocket-only endpoint asked for as a page: say what it wants (RFC 9110 15.5.22).
+            // Answered here because tiny_http drops the hop-by-hop Upgrade header.
+            shared.stats.rejected(426);
+            return http::reject(
+                &stream,
+                426,
+                &[("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")],
+            );
+        }
+        return web::forward(cfg, &shared.stats, shared.web_addr, stream, head, peer);
+    }
+    let accepted = match upgrade::accept(&head, &|route| protocols(cfg, route)) {
+        Ok(accepted) => accepted,
+        Err(refusal) => {
+            debug!(
+                "{peer}: handshake refused with {}: {}",
+                refusal.status, refusal.why
+            );
+            shared.stats.rejected(refusal.status);
+            return http::reject(&stream, refusal.status, refusal.headers);
+        }
+    };
+    // Without TCP_NODELAY, a pong followed by a data frame can wait ~40 ms (Nagle + delayed ACK).
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_write_timeout(Some(cfg.handshake_timeout));
+    if (&stream).write_all(&accepted.response).is_err() {
+        return;
+    }
+    // From here the thread sleeps in read() for as long as the client is idle: no timeouts, no
+    // wake-ups. Only the dispatcher writes, with non-blocking sends.
+    let _ = stream.set_read_timeout(None);
+    let _ = stream.set_write_timeout(None);
+    let id = shared.next_id.fetch_add(1, Relaxed);
+    debug!("{peer}: client {id} connected to {:?}", accepted.route);
+    let stream = Arc::new(stream);
+    shared.stats.ws_open.fetch_add(1, Relaxed);
+    shared.stats.ws_total.fetch_add(1, Relaxed);
+    let opened = shared.tx.send(Event::Open {
+        id,
+        stream: stream.clone(),
+        route: accepted.route,
+    });
+    if opened.is_ok() {
+        crate::conn::run(id, stream, head.rest, cfg, &shared.tx);
+    }
+    shared.stats.ws_open.fetch_sub(1, Relaxed);
+    debug!("{peer}: client {id} disconnected");
+}
+
+/// The subprotocols an endpoint supports, in order of preference.
+fn protocols(_cfg: &Config, route: &Route) -> Vec<String> {
+    match route {
+        Route::Echo => vec!["echo-protocol".to_string()],
+        Route::Relay(_) => Vec::new(),
+    }
+}

@@ -1,0 +1,158 @@
+//! Counters shared by the server's threads, and their Prometheus text rendering.
+//!
+//! All counters are relaxed atomics: they are read for monitoring, never to make decisions
+//! that need ordering with other memory. The dispatcher adds its per-delivery counts once per
+//! batch, not per delivery, so counting costs nothing measurable on the hot path.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+
+/// Statuses counted separately in `wschat_handshakes_rejected_total`.
+const REJECT_STATUSES: [u16; 10] = [400, 401, 403, 404, 408, 413, 426, 429, 431, 503];
+
+#[derive(Default)]
+pub(crate) struct Stats {
+    /// WebSocket connections open now (from the 101 until the connection's thread ends).
+    pub ws_open: AtomicUsize,
+    /// TCP connections being served now: WebSocket, page requests and unfinished handshakes.
+    pub tcp_open: AtomicUsize,
+    pub ws_total: AtomicU64,
+    pub messages_in: AtomicU64,
+    pub bytes_in: AtomicU64,
+    /// Frames queued to clients (one per recipient).
+    pub messages_out: AtomicU64,
+    /// Bytes written to client sockets.
+    pub bytes_out: AtomicU64,
+    pub slow_consumer_disconnects: AtomicU64,
+    pub heartbeat_timeouts: AtomicU64,
+    pub protocol_errors: AtomicU64,
+    pub http_requests: AtomicU64,
+    rejected: [AtomicU64; REJECT_STATUSES.len()],
+    rejected_other: AtomicU64,
+    /// Events waiting in the dispatcher's channel, sampled by the dispatcher each batch.
+    pub queue_depth: AtomicUsize,
+}
+
+impl Stats {
+    pub fn rejected(&self, status: u16) {
+        match REJECT_STATUSES.iter().position(|s| *s == status) {
+            Some(i) => self.rejected[i].fetch_add(1, Relaxed),
+            None => self.rejected_other.fetch_add(1, Relaxed),
+        };
+    }
+
+    /// The Prometheus text exposition of every counter.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(2048);
+        let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        };
+        metric(
+            "wschat_connections",
+            "gauge",
+            "WebSocket connections open now.",
+            self.ws_open.load(Relaxed) as u64,
+        );
+        metric(
+            "wschat_tcp_connections",
+            "gauge",
+            "TCP connections being served now (WebSocket, HTTP, handshakes in progress).",
+            self.tcp_open.load(Relaxed) as u64,
+        );
+        metric(
+            "wschat_connections_total",
+            "counter",
+            "WebSocket connections accepted since start.",
+            self.ws_total.load(Relaxed),
+        );
+        metric(
+            "wschat_messages_in_total",
+            "counter",
+            "Messages received from clients.",
+            self.messages_in.load(Relaxed),
+        );
+        metric(
+            "wschat_bytes_in_total",
+            "counter",
+            "Payload bytes received from clients.",
+            self.bytes_in.load(Relaxed),
+        );
+        metric(
+            "wschat_messages_out_total",
+            "counter",
+            "Frames queued to clients, one per recipient.",
+            self.messages_out.load(Relaxed),
+        );
+        metric(
+            "wschat_bytes_out_total",
+            "counter",
+            "Bytes written to client sockets.",
+            self.bytes_out.load(Relaxed),
+        );
+        metric(
+            "wschat_slow_consumer_disconnects_total",
+            "counter",
+            "Clients disconnected because their unsent backlog passed max_pending_bytes.",
+            self.slow_consumer_disconnects.load(Relaxed),
+        );
+        metric(
+            "wschat_heartbeat_timeouts_total",
+            "counter",
+            "Clients dropped because they answered no ping.",
+            self.heartbeat_timeouts.load(Relaxed),
+        );
+        metric(
+            "wschat_protocol_errors_total",
+            "counter",
+            "Connections closed for a WebSocket protocol violation (1002/1007/1009).",
+            self.protocol_errors.load(Relaxed),
+        );
+        metric(
+            "wschat_http_requests_total",
+            "counter",
+            "Plain HTTP requests forwarded to the page server.",
+            self.http_requests.load(Relaxed),
+        );
+        metric(
+            "wschat_dispatcher_queue_depth",
+            "gauge",
+            "Events waiting for the dispatcher at its last batch.",
+            self.queue_depth.load(Relaxed) as u64,
+        );
+        metric(
+            "wschat_resident_memory_bytes",
+            "gauge",
+            "Resident set size of the server process.",
+            resident_memory_bytes().unwrap_or(0),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP wschat_handshakes_rejected_total Requests refused before the 101, by HTTP status.\n# TYPE wschat_handshakes_rejected_total counter"
+        );
+        for (status, count) in REJECT_STATUSES.iter().zip(&self.rejected) {
+            let _ = writeln!(
+                out,
+                "wschat_handshakes_rejected_total{{status=\"{status}\"}} {}",
+                count.load(Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "wschat_handshakes_rejected_total{{status=\"other\"}} {}",
+            self.rejected_other.load(Relaxed)
+        );
+        out
+    }
+}
+
+/// This process's resident memory, from the `VmRSS` line of `/proc/self/status` (Linux; in kB
+/// there, so the page size does not matter: some Raspberry Pi 5 kernels use 16 KiB pages).
+pub(crate) fn resident_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}

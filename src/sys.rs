@@ -1,0 +1,240 @@
+//! The few system calls std does not offer, each behind a safe function.
+//!
+//! This is the only module with `unsafe`. Every call here is a plain libc call on a file
+//! descriptor that the caller keeps alive for the duration of the call (it is borrowed from a
+//! `TcpStream`, a `TcpListener` or an `OwnedFd` owned by this module), so no call can act on a
+//! closed or reused descriptor.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// `send(2)` with `MSG_DONTWAIT`: writes what the socket buffer takes now and never blocks.
+///
+/// Why not `set_nonblocking`: O_NONBLOCK lives on the open file description, which the
+/// connection's reader thread shares; it must keep blocking reads (idle connections cost no
+/// wakeups only because that thread sleeps in `read`). The flag here applies to this call only.
+/// `MSG_NOSIGNAL` turns a write to a reset peer into `EPIPE` instead of a process-wide SIGPIPE,
+/// which matters when the library is embedded in a host that did not ignore SIGPIPE.
+pub(crate) fn send_nonblocking(fd: &impl AsRawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is a valid slice for its length; `fd` is borrowed, so it is open.
+    let n = unsafe {
+        libc::send(
+            fd.as_raw_fd(),
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Calls `listen(2)` again on a bound listener to raise its accept backlog.
+///
+/// std's `TcpListener::bind` listens with a backlog of 128; on Linux a second `listen` on the
+/// same socket just updates it. With 128, a burst of 300 connects took 2 s (SYN retries).
+pub(crate) fn set_backlog(listener: &impl AsRawFd, backlog: i32) -> io::Result<()> {
+    // SAFETY: plain syscall on a borrowed, open descriptor.
+    cvt(unsafe { libc::listen(listener.as_raw_fd(), backlog) }).map(drop)
+}
+
+/// Wakes a thread blocked in `accept(2)` on this listener (Linux: `shutdown(SHUT_RD)` on a
+/// listening socket makes pending and future accepts fail with EINVAL).
+pub(crate) fn shutdown_listener(listener: &impl AsRawFd) -> io::Result<()> {
+    // SAFETY: plain syscall on a borrowed, open descriptor.
+    cvt(unsafe { libc::shutdown(listener.as_raw_fd(), libc::SHUT_RD) }).map(drop)
+}
+
+/// Raises this process's soft open-files limit to the hard limit and returns the new soft limit.
+///
+/// Every WebSocket connection holds one descriptor; the default soft limit (often 1024) would
+/// cap a broadcast server far below what its memory allows. Go's runtime does the same at start.
+// rlim_t is u64 on 64-bit Linux but u32 on 32-bit ARM (a Raspberry Pi target): the casts are
+// needed there.
+#[allow(clippy::unnecessary_cast)]
+pub fn raise_fd_limit() -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit.
+    cvt(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) })?;
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: `raised` is a valid rlimit.
+        if cvt(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) }).is_ok() {
+            lim.rlim_cur = lim.rlim_max;
+        }
+    }
+    Ok(lim.rlim_cur as u64)
+}
+
+/// The current soft open-files limit.
+#[allow(clippy::unnecessary_cast)] // see raise_fd_limit
+pub(crate) fn nofile_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit.
+    match cvt(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }) {
+        Ok(_) => lim.rlim_cur as u64,
+        Err(_) => 1024,
+    }
+}
+
+/// An epoll instance used only for "tell me when this socket can take more bytes".
+///
+/// Registrations are one-shot (`EPOLLONESHOT`): a socket is armed when a write hit `EAGAIN` and
+/// disarmed by the event itself, so a socket with nothing pending never wakes anyone.
+pub(crate) struct Epoll {
+    fd: OwnedFd,
+    wake: OwnedFd,
+}
+
+/// The key reported when [`Epoll::wake`] was called.
+pub(crate) const WAKE_KEY: u64 = u64::MAX;
+
+impl Epoll {
+    pub(crate) fn new() -> io::Result<Epoll> {
+        // SAFETY: plain syscalls; on success each returns a new descriptor that we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(cvt(libc::epoll_create1(libc::EPOLL_CLOEXEC))?) };
+        let wake = unsafe {
+            OwnedFd::from_raw_fd(cvt(libc::eventfd(
+                0,
+                libc::EFD_CLOEXEC | libc::EFD_NONBLOCK,
+            ))?)
+        };
+        let ep = Epoll { fd, wake };
+        ep.ctl(
+            libc::EPOLL_CTL_ADD,
+            ep.wake.as_raw_fd(),
+            libc::EPOLLIN as u32,
+            WAKE_KEY,
+        )?;
+        Ok(ep)
+    }
+
+    fn ctl(&self, op: libc::c_int, fd: RawFd, events: u32, key: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events, u64: key };
+        // SAFETY: both descriptors are open for the call; `ev` is valid.
+        cvt(unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, fd, &mut ev) }).map(drop)
+    }
+
+    /// Arms a one-shot "writable" notification for `fd`, reported with `key`.
+    ///
+    /// `first` says whether this descriptor was never added before (ADD) or is being re-armed
+    /// after a previous one-shot event (MOD).
+    pub(crate) fn arm_writable(&self, fd: &impl AsRawFd, key: u64, first: bool) -> io::Result<()> {
+        let events = (libc::EPOLLOUT | libc::EPOLLONESHOT) as u32;
+        let op = if first {
+            libc::EPOLL_CTL_ADD
+        } else {
+            libc::EPOLL_CTL_MOD
+        };
+        self.ctl(op, fd.as_raw_fd(), events, key)
+    }
+
+    /// Removes `fd`; call before the descriptor is closed (the caller still owns it).
+    pub(crate) fn remove(&self, fd: &impl AsRawFd) {
+        let _ = self.ctl(libc::EPOLL_CTL_DEL, fd.as_raw_fd(), 0, 0);
+    }
+
+    /// Blocks until at least one registered socket is writable (or [`Epoll::wake`] was called)
+    /// and appends their keys to `keys`.
+    pub(crate) fn wait(&self, keys: &mut Vec<u64>) -> io::Result<()> {
+        // 256 events per call: more just come on the next call; the array lives on this stack.
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 256];
+        // SAFETY: `events` is a valid writable array of the length passed; timeout -1 blocks.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.fd.as_raw_fd(),
+                events.as_mut_ptr(),
+                events.len() as libc::c_int,
+                -1,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        keys.extend(events[..n as usize].iter().map(|e| e.u64));
+        Ok(())
+    }
+
+    /// Makes a thread blocked in [`Epoll::wait`] return with [`WAKE_KEY`].
+    pub(crate) fn wake(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 valid bytes to our own eventfd.
+        unsafe {
+            libc::write(self.wake.as_raw_fd(), (&one as *const u64).cast(), 8);
+        }
+    }
+}
+
+/// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread and every thread it spawns later.
+///
+/// Call it first thing in `main`: then no thread ever runs a signal handler, and one thread
+/// receives the signals synchronously with [`wait_signal`] (the classic `sigwait` pattern, with no
+/// async-signal-safety concerns).
+pub fn block_shutdown_signals() -> io::Result<()> {
+    // SAFETY: `set` is initialised by sigemptyset before use; pthread_sigmask reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
+        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+    }
+    Ok(())
+}
+
+/// A signal received by [`wait_signal`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGINT or SIGTERM: shut down gracefully.
+    Terminate,
+    /// SIGHUP: reload configuration files.
+    Hangup,
+}
+
+/// Waits for SIGINT, SIGTERM or SIGHUP, which must have been blocked with
+/// [`block_shutdown_signals`] before any thread was spawned.
+pub fn wait_signal() -> io::Result<Signal> {
+    // SAFETY: as in block_shutdown_signals; `sig` is a valid out-parameter.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
+        let mut sig: libc::c_int = 0;
+        let rc = libc::sigwait(&set, &mut sig);
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        Ok(if sig == libc::SIGHUP {
+            Signal::Hangup
+        } else {
+            Signal::Terminate
+        })
+    }
+}

@@ -1,0 +1,253 @@
+//! The HTTP → WebSocket handshake (RFC 6455 section 4.2) and its checks, nothing else.
+//!
+//! We answer the handshake ourselves rather than through `tungstenite::accept` because the
+//! request head has already been read (to tell WebSocket upgrades from page requests), and
+//! because `accept` refuses frames that arrive in the same read as the head; here they are
+//! handed on to the connection loop.
+
+use crate::http::Head;
+
+/// What a WebSocket connection is for, decided from its path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// `/` (channel `""`) or `/relay/NAME`: every message goes to every other client of the
+    /// same channel.
+    Relay(String),
+    /// `/echo`: every message goes back to its sender.
+    Echo,
+}
+
+/// Longest relay channel name, in bytes. A name is a path segment; 64 is plenty for
+/// `sensors.kitchen.temperature`-style names and keeps the registry's keys small.
+const MAX_CHANNEL_LEN: usize = 64;
+
+/// The route for a WebSocket path, or `None` when nothing is served there (404).
+pub(crate) fn route(path: &str) -> Option<Route> {
+    match path {
+        "" | "/" => Some(Route::Relay(String::new())),
+        "/echo" => Some(Route::Echo),
+        _ => {
+            let name = path.strip_prefix("/relay/")?;
+            valid_channel(name).then(|| Route::Relay(name.to_string()))
+        }
+    }
+}
+
+/// Relay channel names: 1-64 characters from the URL-safe set `A-Z a-z 0-9 - . _ ~`, so the
+/// name in the URL and in the registry are the same string with no decoding.
+pub(crate) fn valid_channel(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_CHANNEL_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+/// Whether a request asks for a WebSocket upgrade at all. Anything else is a page request.
+pub(crate) fn wants_websocket(head: &Head) -> bool {
+    head.has_token("upgrade", "websocket")
+}
+
+/// A refused handshake: the HTTP status and any extra header it needs.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub status: u16,
+    pub headers: &'static [(&'static str, &'static str)],
+    /// Said in the debug log line, never to the client.
+    pub why: &'static str,
+}
+
+fn refuse(status: u16, why: &'static str) -> Refusal {
+    Refusal {
+        status,
+        headers: &[],
+        why,
+    }
+}
+
+/// An accepted handshake: where the connection goes and the 101 response to send.
+#[derive(Debug)]
+pub(crate) struct Accepted {
+    pub route: Route,
+    pub response: Vec<u8>,
+}
+
+/// Checks a WebSocket upgrade request and builds the 101 answer.
+///
+/// `protocols` lists the subprotocols the endpoint supports, in order of preference; the answer
+/// names the first one the client offered, and none when there is no match (RFC 6455 4.2.2: the
+/// server must not name a protocol the client did not offer).
+pub(crate) fn accept(
+    head: &Head,
+    protocols: &dyn Fn(&Route) -> Vec<String>,
+) -> Result<Accepted, Refusal> {
+    let route = route(head.path()).ok_or(refuse(404, "no WebSocket endpoint at this path"))?;
+    if head.method != "GET" {
+        return Err(refuse(400, "handshake method is not GET"));
+    }
+    if head.minor_version < 1 {
+        return Err(refuse(400, "handshake needs HTTP/1.1"));
+    }
+    if head.header("host").is_none() {
+        return Err(refuse(400, "handshake without Host"));
+    }
+    if !head.has_token("connection", "upgrade") {
+        return Err(refuse(400, "Connection header lacks Upgrade"));
+    }
+    if head.header("sec-websocket-version") != Some("13") {
+        return Err(Refusal {
+            status: 426,
+            headers: &[("Sec-WebSocket-Version", "13")],
+            why: "unsupported Sec-WebSocket-Version",
+        });
+    }
+    let key = head
+        .header("sec-websocket-key")
+        .filter(|k| valid_key(k))
+        .ok_or(refuse(400, "missing or malformed Sec-WebSocket-Key"))?;
+
+    let supported = protocols(&route);
+    let chosen = offered_protocols(head).find(|p| supported.iter().any(|s| s == p));
+
+    let mut response = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n",
+        tungstenite::handshake::derive_accept_key(key.as_bytes())
+    );
+    if let Some(p) = chosen {
+        response.push_str("Sec-WebSocket-Protocol: ");
+        response.push_str(p);
+        response.push_str("\r\n");
+    }
+    response.push_str("\r\n");
+    Ok(Accepted {
+        route,
+        response: response.into_bytes(),
+    })
+}
+
+/// The subprotocols a client offered, in its order, across repeated headers.
+fn offered_protocols(head: &Head) -> impl Iterator<Item = &str> {
+    head.headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-protocol"))
+        .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+}
+
+/// A key is the base64 encoding of 16 bytes: 22 characters of the base64 alphabet and `==`.
+fn valid_key(key: &str) -> bool {
+    let b = key.as_bytes();
+    b.len() == 24
+        && b.ends_with(b"==")
+        && b[..22]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(lines: &[(&str, &str)], target: &str) -> Head {
+        Head {
+            method: "GET".into(),
+            target: target.into(),
+            minor_version: 1,
+            headers: lines
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+                .collect(),
+            rest: Vec::new(),
+        }
+    }
+
+    const GOOD: &[(&str, &str)] = &[
+        ("Host", "localhost"),
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("Sec-WebSocket-Version", "13"),
+    ];
+
+    fn none(_: &Route) -> Vec<String> {
+        Vec::new()
+    }
+
+    #[test]
+    fn rfc_sample_key_gives_rfc_accept() {
+        let ok = accept(&head(GOOD, "/"), &none).unwrap();
+        let text = String::from_utf8(ok.response).unwrap();
+        // The example from RFC 6455 section 1.3.
+        assert!(text.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+        assert_eq!(ok.route, Route::Relay(String::new()));
+    }
+
+    #[test]
+    fn routes() {
+        assert_eq!(route("/relay/news"), Some(Route::Relay("news".into())));
+        assert_eq!(route("/echo"), Some(Route::Echo));
+        assert_eq!(route("/relay/"), None);
+        assert_eq!(route("/relay/a/b"), None);
+        assert_eq!(route("/relay/%2e%2e"), None);
+        assert_eq!(route("/nope"), None);
+    }
+
+    #[test]
+    fn refusals() {
+        let mut h = head(GOOD, "/");
+        h.method = "POST".into();
+        assert_eq!(accept(&h, &none).unwrap_err().status, 400);
+
+        let v8: Vec<_> = GOOD
+            .iter()
+            .map(|&(n, v)| {
+                if n == "Sec-WebSocket-Version" {
+                    (n, "8")
+                } else {
+                    (n, v)
+                }
+            })
+            .collect();
+        let r = accept(&head(&v8, "/"), &none).unwrap_err();
+        assert_eq!(r.status, 426);
+        assert_eq!(r.headers, &[("Sec-WebSocket-Version", "13")]);
+
+        let nokey: Vec<_> = GOOD
+            .iter()
+            .copied()
+            .filter(|(n, _)| *n != "Sec-WebSocket-Key")
+            .collect();
+        assert_eq!(accept(&head(&nokey, "/"), &none).unwrap_err().status, 400);
+
+        let badkey: Vec<_> = GOOD
+            .iter()
+            .map(|&(n, v)| {
+                if n == "Sec-WebSocket-Key" {
+                    (n, "short==")
+                } else {
+                    (n, v)
+                }
+            })
+            .collect();
+        assert_eq!(accept(&head(&badkey, "/"), &none).unwrap_err().status, 400);
+        assert_eq!(accept(&head(GOOD, "/x"), &none).unwrap_err().status, 404);
+    }
+
+    #[test]
+    fn picks_first_offered_supported_protocol_and_never_an_unoffered_one() {
+        let supports = |_: &Route| vec!["superchat".to_string(), "chat".to_string()];
+        let mut lines = GOOD.to_vec();
+        lines.push(("Sec-WebSocket-Protocol", "chat, superchat"));
+        let text =
+            String::from_utf8(accept(&head(&lines, "/"), &supports).unwrap().response).unwrap();
+        assert!(text.contains("Sec-WebSocket-Protocol: chat\r\n"));
+
+        let mut lines = GOOD.to_vec();
+        lines.push(("Sec-WebSocket-Protocol", "mqtt"));
+        let text =
+            String::from_utf8(accept(&head(&lines, "/"), &supports).unwrap().response).unwrap();
+        assert!(!text.contains("Sec-WebSocket-Protocol"));
+    }
+}

@@ -1,0 +1,71 @@
+//! Graceful shutdown: clients receive Close 1001, the process exits 0 on SIGTERM, and a
+//! library shutdown returns and releases the port.
+
+mod common;
+use common::*;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[test]
+fn sigterm_sends_1001_to_every_client_and_exits_0() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wschat"))
+        .args(["--addr", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr: SocketAddr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .parse()
+        .unwrap();
+    let mut clients: Vec<Client> = (0..5).map(|_| connect(addr, "/")).collect();
+    // The last client's message reaching the first proves all five are registered.
+    clients[4]
+        .send(tungstenite::Message::text("ready"))
+        .unwrap();
+    for ws in &mut clients[..4] {
+        assert_eq!(recv_text(ws), "ready");
+    }
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for ws in &mut clients {
+        assert_eq!(expect_close(ws), 1001);
+    }
+    let deadline = Instant::now() + IO_TIMEOUT;
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "server did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success(), "exit status {exit:?}");
+}
+
+#[test]
+fn handle_shutdown_closes_clients_returns_and_frees_the_port() {
+    let server = start(|_| {});
+    let addr = server.local_addr();
+    let handle = server.handle();
+    let mut ws = connect(addr, "/echo");
+    assert!(wait_until(IO_TIMEOUT, || handle.connection_count() == 1));
+    let joiner = std::thread::spawn(move || server.join());
+    handle.shutdown();
+    assert_eq!(expect_close(&mut ws), 1001);
+    joiner.join().unwrap();
+    assert!(handle.publish_text("", "late").is_err());
+    std::net::TcpListener::bind(addr).expect("port released after join");
+}
