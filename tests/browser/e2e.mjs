@@ -6,7 +6,8 @@
 //   WSCHAT_BIN        server binary (default: target/release/wschat, else target/debug/wschat)
 //   CHROMIUM          browser executable (default /usr/bin/chromium)
 //   ARTIFACTS         where screenshots go (default <repo>/ci-artifacts)
-//   UPDATE_DOCS_SCREENSHOT=1   also copy the final screenshot to docs/screenshot.png
+//   UPDATE_DOCS_SCREENSHOT=1   also copy the in-use screenshot to docs/screenshot.png (off by
+//                     default so that a CI run does not modify a tracked file)
 //   E2E_TIMEOUT_MS    hard limit for the whole run (default 180000)
 //
 // Every wait is a condition with a deadline (STEP_MS); there are no fixed sleeps. The server is
@@ -315,6 +316,8 @@ async function step(name, fn) {
   log(`✔ ${name} (${Date.now() - s} ms)`);
 }
 
+let inUse = null; // the screenshot that goes to docs/screenshot.png
+
 async function main() {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'wschat-e2e-'));
   const server = new Server(serverBin(), dataDir);
@@ -503,7 +506,7 @@ async function main() {
       assert(new Set(ids).size === ids.length, 'no message id shown twice');
       assert(ids.length === before + missed.length + 2, `before ${before} + ${missed.length} missed + 2 = ${ids.length}`);
       await A.locator('#users [data-user="dave"]').waitFor({ timeout: STEP_MS });
-      await shot(A, 'alice-desktop.png');
+      inUse = await shot(A, 'alice-desktop.png');
 
       // lobby: 1 unread from before + the 55 missed ones, each shown once, in id order.
       await A.locator('#rooms button[data-room="lobby"] .badge', { hasText: '56' }).waitFor({ timeout: STEP_MS });
@@ -539,11 +542,12 @@ async function main() {
       await P.close();
     });
 
-    const final = await shot(A, 'final.png');
+    await shot(A, 'final.png');
     if (process.env.UPDATE_DOCS_SCREENSHOT === '1') {
+      // The README's picture: the page in use (three people in #dev), not the empty end state.
       fs.mkdirSync(path.join(repo, 'docs'), { recursive: true });
-      fs.copyFileSync(final, path.join(repo, 'docs', 'screenshot.png'));
-      log('copied to docs/screenshot.png');
+      fs.copyFileSync(inUse, path.join(repo, 'docs', 'screenshot.png'));
+      log('copied alice-desktop.png to docs/screenshot.png');
     }
     assert(problems.length === 0, 'problems seen in the pages:\n  ' + problems.join('\n  '));
     log(`E2E PASSED: ${steps.length} steps`);
