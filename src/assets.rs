@@ -48,7 +48,7 @@ pub(crate) fn lookup(dir: Option<&Path>, url_path: &str) -> Option<Asset> {
 
 /// The relative file path for a URL path, or `None` if it tries to leave the folder.
 fn clean(url_path: &str) -> Option<String> {
-    let decoded = percent_decode(url_path)?;
+    let decoded = crate::http::percent_decode(url_path)?;
     let mut rel = decoded.strip_prefix('/')?.to_string();
     if rel.is_empty() || rel.ends_with('/') {
         rel.push_str("index.html");
@@ -57,24 +57,6 @@ fn clean(url_path: &str) -> Option<String> {
         .split('/')
         .all(|seg| !seg.is_empty() && seg != "." && seg != ".." && !seg.contains(['\\', '\0']));
     ok.then_some(rel)
-}
-
-/// Decodes `%XX` escapes; `None` for a malformed escape or a result that is not UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 fn content_type(path: &str) -> &'static str {

@@ -7,7 +7,7 @@ use wschat::Config;
 
 /// What the command line asks for.
 pub enum Command {
-    Serve(Config),
+    Serve(Box<Config>),
     Bench(Vec<String>),
     Help(String),
     Version,
@@ -92,7 +92,7 @@ const OPTIONS: &[Opt] = &[
     Opt {
         name: "handshake-timeout",
         value: "SECS",
-        help: "time for a request head to arrive [default: 10]",
+        help: "time for a request head to arrive [default: 5]",
         set: |c, v| {
             c.handshake_timeout = seconds(v)?;
             Ok(())
@@ -104,6 +104,123 @@ const OPTIONS: &[Opt] = &[
         help: "connections served at once; more get 503 [default: 0 = open-files limit - 64]",
         set: |c, v| {
             c.max_connections = number(v)?;
+            Ok(())
+        },
+    },
+    Opt {
+        name: "data-dir",
+        value: "DIR",
+        help: "keep chat history in DIR (appended before delivery, survives restarts) [default: memory only]",
+        set: |c, v| {
+            c.chat.data_dir = Some(v.into());
+            Ok(())
+        },
+    },
+    Opt {
+        name: "fsync",
+        value: "POLICY",
+        help: "always | batch (one fdatasync per dispatcher batch) | never [default: batch]",
+        set: |c, v| {
+            c.chat.fsync = v.parse()?;
+            Ok(())
+        },
+    },
+    Opt {
+        name: "history",
+        value: "N",
+        help: "chat messages kept per room [default: 1000]",
+        set: |c, v| {
+            c.chat.history_per_room = number(v)?;
+            Ok(())
+        },
+    },
+    Opt {
+        name: "max-text",
+        value: "CHARS",
+        help: "longest chat message, in characters [default: 4000]",
+        set: |c, v| {
+            c.chat.max_text_chars = number(v)?;
+            Ok(())
+        },
+    },
+    Opt {
+        name: "max-rooms-per-client",
+        value: "N",
+        help: "chat rooms one connection may be in [default: 20]",
+        set: |c, v| {
+            c.chat.max_rooms_per_client = number(v)?;
+            Ok(())
+        },
+    },
+    Opt {
+        name: "chat-rate",
+        value: "PER_SEC",
+        help: "chat messages per second per connection; 0 = unlimited [default: 10]",
+        set: |c, v| {
+            c.chat_rate = number(v)?;
+            Ok(())
+        },
+    },
+    Opt {
+        name: "chat-burst",
+        value: "N",
+        help: "chat messages a connection may send back to back [default: 20]",
+        set: |c, v| {
+            c.chat_burst = number(v)?;
+            Ok(())
+        },
+    },
+    Opt {
+        name: "tokens",
+        value: "FILE",
+        help: "require an access token (?token= or Authorization: Bearer) from FILE, lines `TOKEN [NAME]`; also $WSCHAT_TOKENS; re-read on SIGHUP",
+        set: |c, v| {
+            c.tokens_file = Some(v.into());
+            Ok(())
+        },
+    },
+    Opt {
+        name: "allow-origin",
+        value: "URL",
+        help: "also accept WebSockets from pages of this origin (repeatable; * = any) [default: same origin only]",
+        set: |c, v| {
+            c.allowed_origins.push(v.into());
+            Ok(())
+        },
+    },
+    Opt {
+        name: "relay-protocol",
+        value: "NAME",
+        help: "subprotocol the relay accepts when a client offers it [default: none]",
+        set: |c, v| {
+            c.relay_protocol = Some(v.into());
+            Ok(())
+        },
+    },
+    Opt {
+        name: "max-per-ip",
+        value: "N",
+        help: "connections from one address (loopback exempt); more get 503; 0 = no limit [default: 1000]",
+        set: |c, v| {
+            c.max_per_ip = number(v)?;
+            Ok(())
+        },
+    },
+    Opt {
+        name: "relay-rate",
+        value: "PER_SEC",
+        help: "relay messages per second per connection, then reads slow down; 0 = unlimited [default: 1000]",
+        set: |c, v| {
+            c.relay_rate = number(v)?;
+            Ok(())
+        },
+    },
+    Opt {
+        name: "relay-burst",
+        value: "N",
+        help: "relay messages a connection may send back to back [default: 2000]",
+        set: |c, v| {
+            c.relay_burst = number(v)?;
             Ok(())
         },
     },
@@ -123,8 +240,8 @@ fn help() -> String {
         "wschat {} - a WebSocket chat and broadcast server without an async runtime\n\n\
          Usage:\n  wschat [serve] [OPTIONS]   run the server (the default)\n  \
          wschat bench SCENARIO ...  load-test a server (wschat bench --help)\n\n\
-         Endpoints: GET / (chat page), ws://HOST/ (relay), ws://HOST/relay/NAME, ws://HOST/echo,\n\
-         GET /healthz, GET /metrics\n\nOptions:\n",
+         Endpoints: GET / (chat page), ws://HOST/chat (JSON chat, PROTOCOL.md), ws://HOST/ (relay),\n\
+         ws://HOST/relay/NAME, ws://HOST/echo, GET /healthz, GET /metrics\n\nOptions:\n",
         env!("CARGO_PKG_VERSION")
     );
     for o in OPTIONS {
@@ -177,7 +294,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         };
         (opt.set)(&mut config, &value).map_err(|e| format!("--{name}: {e}"))?;
     }
-    Ok(Command::Serve(config))
+    Ok(Command::Serve(Box::new(config)))
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::chat::ChatConfig;
+
 /// Everything a [`Server`](crate::Server) can be told before it starts.
 ///
 /// Start from [`Config::default()`] and change the fields you need; the struct is
@@ -54,9 +56,9 @@ pub struct Config {
     /// dispatcher wake-up per 30 s in total, not per client. `Duration::ZERO` turns pings off.
     pub ping_interval: Duration,
 
-    /// Time allowed for a request head (HTTP or WebSocket handshake) to arrive. Default 10 s:
-    /// generous for a slow phone link, yet a client that connects and sends nothing, or trickles
-    /// its headers, releases its thread after this long.
+    /// Time allowed for a request head (HTTP or WebSocket handshake) to arrive. Default 5 s:
+    /// a phone on a poor link sends its few hundred bytes in well under a second, and a client
+    /// that connects and sends nothing, or trickles its headers, releases its thread after this.
     pub handshake_timeout: Duration,
 
     /// Largest request head accepted, in bytes. Default 16 KiB (nginx's large header buffer is
@@ -81,6 +83,61 @@ pub struct Config {
     /// their sockets. Default 3 s.
     pub shutdown_timeout: Duration,
 
+    /// The chat at `/chat`: limits, history, and where the history log lives
+    /// (`chat.data_dir`, default `None`: history in memory only, nothing touches the disk).
+    pub chat: ChatConfig,
+
+    /// Chat messages per second one connection may send on average; 0 turns the limit off.
+    /// Default 10: well above typing speed, low enough that one client cannot make the single
+    /// dispatcher fan out more than ten room messages a second. Over it, a client gets
+    /// `rate_limited`; 50 refusals in a row close it with 1008.
+    pub chat_rate: f64,
+
+    /// Chat messages a connection may send back to back before `chat_rate` applies. Default
+    /// 20: a reconnecting page fires its join/history/users requests at once.
+    pub chat_burst: f64,
+
+    /// A file of access tokens (one `TOKEN [NAME]` per line). When it (or `tokens`) holds any
+    /// token, every WebSocket upgrade must present a valid one, as `?token=` or
+    /// `Authorization: Bearer`, else it gets 401. A token with a NAME logs its chat client in
+    /// as NAME and forbids renaming. [`Handle::reload_tokens`](crate::Handle::reload_tokens)
+    /// re-reads it (the binary does on SIGHUP). Default `None`: no tokens, anyone may connect.
+    pub tokens_file: Option<PathBuf>,
+
+    /// Tokens given directly (token, optional bound chat name), in addition to `tokens_file`.
+    /// The binary fills it from the `WSCHAT_TOKENS` environment variable. Default empty.
+    pub tokens: Vec<(String, Option<String>)>,
+
+    /// Origins (`https://example.com`) whose pages may open WebSockets here besides the
+    /// server's own; `*` allows any. A request whose `Origin` is neither gets 403; requests
+    /// without `Origin` (non-browser clients) are always allowed. Default empty: only pages
+    /// served by this server, which stops cross-site WebSocket hijacking.
+    pub allowed_origins: Vec<String>,
+
+    /// A subprotocol the relay endpoints accept (`Sec-WebSocket-Protocol`), chosen when a client
+    /// offers it. Default `None`. `/echo` always accepts `echo-protocol`, `/chat` `wschat.v1`.
+    pub relay_protocol: Option<String>,
+
+    /// Most connections from one IP address; more get 503. Default 1000: a household or an
+    /// office behind one NAT fits; one host cannot take all of `max_connections`. 0 = no limit.
+    /// Loopback peers are exempt unless `limit_loopback` is set, because behind a reverse proxy
+    /// on the same machine every client has the proxy's address.
+    pub max_per_ip: usize,
+
+    /// Apply `max_per_ip` to loopback peers too. Default `false` (see `max_per_ip`).
+    pub limit_loopback: bool,
+
+    /// Relay messages per second one connection may send on average; 0 = no limit. Default
+    /// 1000: far above what a person or a sensor sends, low enough that one client cannot fill
+    /// the dispatcher's queue. Over it the server reads that client more slowly (TCP back
+    /// pressure): nothing is dropped. `/echo` is not limited: a client that does not read its
+    /// echoes is cut as a slow consumer anyway.
+    pub relay_rate: f64,
+
+    /// Relay messages a connection may send back to back before `relay_rate` applies.
+    /// Default 2000.
+    pub relay_burst: f64,
+
     /// Accept backlog. Default 4096: a reconnect storm after a restart (every browser comes back
     /// at once) must queue in the kernel rather than be dropped and retried a second later.
     pub listen_backlog: i32,
@@ -96,13 +153,24 @@ impl Default for Config {
             read_buffer_size: 4 * 1024,
             max_pending_bytes: 1024 * 1024,
             ping_interval: Duration::from_secs(30),
-            handshake_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(5),
             max_head_size: 16 * 1024,
             max_body_size: 64 * 1024,
             max_connections: 0,
             thread_stack_size: 128 * 1024,
             shutdown_timeout: Duration::from_secs(3),
             listen_backlog: 4096,
+            chat: ChatConfig::default(),
+            tokens_file: None,
+            tokens: Vec::new(),
+            allowed_origins: Vec::new(),
+            relay_protocol: None,
+            max_per_ip: 1000,
+            limit_loopback: false,
+            relay_rate: 1000.0,
+            relay_burst: 2000.0,
+            chat_rate: crate::ratelimit::CHAT_RATE_PER_SEC,
+            chat_burst: crate::ratelimit::CHAT_BURST,
         }
     }
 }

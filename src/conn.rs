@@ -16,14 +16,88 @@ use tungstenite::error::{Error as WsError, ProtocolError};
 use tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
 use tungstenite::{Bytes, Message};
 
+use crate::chat::{self, Input};
 use crate::config::Config;
 use crate::frame;
 use crate::hub::{ClientId, Event};
+use crate::ratelimit::TokenBucket;
 
 /// After the last frame to a closing client is queued, how long this thread waits for the
 /// client to close its side. Long enough for a slow link to read our Close; short enough that a
 /// client that never closes does not hold the thread.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// Refusals in a row after which a chat client is cut with Close 1008: a person typing fast
+/// hits the limit once or twice and waits for the `rate_limited` answer; a client that keeps
+/// sending through 50 refusals is a script flooding the room.
+const FLOOD_STRIKES: u32 = 50;
+
+/// How a connection's messages are handed to the dispatcher.
+pub(crate) enum Mode {
+    /// As frames (relay, echo): the dispatcher copies them without looking inside.
+    Frames(Throttle),
+    /// As parsed chat input (`/chat`), rate-limited here, so the single dispatcher thread never
+    /// parses JSON and never sees a flood.
+    Chat(ChatLimit),
+}
+
+/// A relay connection's rate limit: over it, this thread waits before reading on, so the
+/// client is slowed by TCP flow control and nothing is dropped.
+pub(crate) struct Throttle {
+    bucket: Option<TokenBucket>,
+    rate: f64,
+}
+
+impl Throttle {
+    /// `rate` messages per second with bursts of `burst`; a rate of 0 turns it off.
+    pub(crate) fn new(rate: f64, burst: f64) -> Throttle {
+        Throttle {
+            bucket: (rate > 0.0).then(|| TokenBucket::new(rate, burst.max(1.0))),
+            rate,
+        }
+    }
+
+    fn wait(&mut self) {
+        let Some(bucket) = &mut self.bucket else {
+            return;
+        };
+        // One token arrives every 1/rate seconds; sleeping that long per refusal never spins.
+        let step = Duration::from_secs_f64((1.0 / self.rate).min(1.0));
+        while !bucket.try_take(Instant::now()) {
+            std::thread::sleep(step);
+        }
+    }
+}
+
+/// A chat connection's rate limit and its flood detector.
+pub(crate) struct ChatLimit {
+    bucket: Option<TokenBucket>,
+    refused_in_a_row: u32,
+}
+
+impl ChatLimit {
+    /// `rate` messages per second with bursts of `burst`; a rate of 0 turns the limit off.
+    pub(crate) fn new(rate: f64, burst: f64) -> ChatLimit {
+        ChatLimit {
+            bucket: (rate > 0.0).then(|| TokenBucket::new(rate, burst.max(1.0))),
+            refused_in_a_row: 0,
+        }
+    }
+
+    /// The input to pass on (the request itself, or its `rate_limited` stand-in), or `None`
+    /// when the client is flooding and must be cut.
+    fn admit(&mut self, input: Input) -> Option<Input> {
+        let Some(bucket) = &mut self.bucket else {
+            return Some(input);
+        };
+        if bucket.try_take(Instant::now()) {
+            self.refused_in_a_row = 0;
+            return Some(input);
+        }
+        self.refused_in_a_row += 1;
+        (self.refused_in_a_row <= FLOOD_STRIKES).then(|| input.into_rate_limited())
+    }
+}
 
 /// What tungstenite reads from and writes to: reads come from the socket, writes only collect.
 struct Io {
@@ -68,6 +142,7 @@ pub(crate) fn run(
     early: Vec<u8>,
     cfg: &Config,
     tx: &Sender<Event>,
+    mut mode: Mode,
 ) {
     let io = Io {
         stream: stream.clone(),
@@ -75,18 +150,43 @@ pub(crate) fn run(
     };
     let mut ws = WebSocket::from_partially_read(io, early, Role::Server, Some(ws_config(cfg)));
     loop {
-        let event = match ws.read() {
-            Ok(Message::Text(text)) => Event::Message {
-                id,
-                opcode: frame::TEXT,
-                data: Bytes::from(text),
-            },
-            Ok(Message::Binary(data)) => Event::Message {
-                id,
-                opcode: frame::BINARY,
-                data,
-            },
-            Ok(Message::Ping(_)) => {
+        let event = match (ws.read(), &mut mode) {
+            (Ok(Message::Text(text)), Mode::Frames(throttle)) => {
+                throttle.wait();
+                Event::Message {
+                    id,
+                    opcode: frame::TEXT,
+                    data: Bytes::from(text),
+                }
+            }
+            (Ok(Message::Binary(data)), Mode::Frames(throttle)) => {
+                throttle.wait();
+                Event::Message {
+                    id,
+                    opcode: frame::BINARY,
+                    data,
+                }
+            }
+            (Ok(msg @ (Message::Text(_) | Message::Binary(_))), Mode::Chat(limit)) => {
+                let input = match msg {
+                    Message::Text(text) => chat::parse_input(&text),
+                    _ => Input::Binary,
+                };
+                match limit.admit(input) {
+                    Some(input) => Event::Chat {
+                        id,
+                        input: Box::new(input),
+                    },
+                    None => {
+                        debug!("client {id}: flooding past the rate limit; closing with 1008");
+                        let mut bytes = Vec::new();
+                        frame::encode_close(1008, "rate limit exceeded", &mut bytes);
+                        finish(id, &stream, tx, bytes);
+                        return;
+                    }
+                }
+            }
+            (Ok(Message::Ping(_)), _) => {
                 // tungstenite queued the pong; flushing writes it into `written`.
                 let _ = ws.flush();
                 Event::Control {
@@ -94,8 +194,8 @@ pub(crate) fn run(
                     bytes: std::mem::take(&mut ws.get_mut().written),
                 }
             }
-            Ok(Message::Pong(_)) => Event::Pong { id },
-            Ok(Message::Close(close)) => {
+            (Ok(Message::Pong(_)), _) => Event::Pong { id },
+            (Ok(Message::Close(close)), _) => {
                 trace!("client {id} sent Close {close:?}");
                 // Writes the reply Close into `written` (then reports ConnectionClosed).
                 let _ = ws.flush();
@@ -103,8 +203,8 @@ pub(crate) fn run(
                 finish(id, &stream, tx, bytes);
                 return;
             }
-            Ok(Message::Frame(_)) => continue, // only produced when writing raw frames
-            Err(e) => {
+            (Ok(Message::Frame(_)), _) => continue, // only produced when writing raw frames
+            (Err(e), _) => {
                 match close_for(&e) {
                     Some((code, reason)) => {
                         debug!("client {id}: {e}; closing with {code}");

@@ -22,6 +22,9 @@ pub enum Error {
     },
     /// A setting is out of range; the message says which and why.
     Config(String),
+    /// The server refused a request from the host program (for example a chat message with an
+    /// invalid room name or too long a text); the text says why.
+    Rejected(String),
     /// The server has shut down, so it cannot take this request. The value is handed back.
     Closed,
     /// Any other I/O failure while starting (a thread could not be spawned, the internal HTTP
@@ -37,6 +40,7 @@ impl fmt::Display for Error {
         match self {
             Error::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             Error::Config(msg) => write!(f, "invalid configuration: {msg}"),
+            Error::Rejected(why) => write!(f, "refused: {why}"),
             Error::Closed => f.write_str("the server has shut down"),
             Error::Io(e) => write!(f, "{e}"),
         }

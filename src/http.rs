@@ -49,6 +49,34 @@ impl Head {
             .flat_map(|v| v.split(','))
             .any(|t| t.trim().eq_ignore_ascii_case(token))
     }
+
+    /// The value of query parameter `key` (`?name=alice%20b&room=dev`), decoded as a form
+    /// value (`+` is a space, `%XX` escapes); `None` when absent or not valid UTF-8.
+    pub fn query_param(&self, key: &str) -> Option<String> {
+        let query = self.target.split_once('?')?.1;
+        query.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (k == key).then(|| percent_decode(&v.replace('+', " ")))?
+        })
+    }
+}
+
+/// Decodes `%XX` escapes; `None` for a malformed escape or a result that is not UTF-8.
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// Why no head could be read.
@@ -226,6 +254,18 @@ mod tests {
         assert!(!head.has_token("connection", "close"));
         assert_eq!(head.header("HOST"), Some("h"));
         assert_eq!(head.rest, b"\x81\x80");
+        assert_eq!(head.query_param("token").as_deref(), Some("x"));
+        assert_eq!(head.query_param("nope"), None);
+    }
+
+    #[test]
+    fn query_values_are_form_decoded() {
+        let mut head = parse(b"GET /chat?name=J%C3%BCrgen+K&room=dev&x HTTP/1.1\r\n\r\n").unwrap();
+        assert_eq!(head.query_param("name").as_deref(), Some("Jürgen K"));
+        assert_eq!(head.query_param("room").as_deref(), Some("dev"));
+        assert_eq!(head.query_param("x").as_deref(), Some(""));
+        head.target = "/chat?name=%ff".into();
+        assert_eq!(head.query_param("name"), None);
     }
 
     #[test]

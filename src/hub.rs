@@ -12,7 +12,7 @@
 //! (up to a budget), appending each message's frame to each recipient's queue, and only then
 //! writes, so a busy client gets many frames per system call.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
@@ -20,9 +20,10 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use log::{debug, trace, warn};
+use log::{debug, error, trace, warn};
 use tungstenite::Bytes;
 
+use crate::chat::{Chat, Delivery, Input, Outbox};
 use crate::config::Config;
 use crate::frame;
 use crate::stats::Stats;
@@ -58,6 +59,8 @@ pub(crate) enum Event {
         id: ClientId,
         stream: Arc<TcpStream>,
         route: Route,
+        /// The access token it presented, to cut it if the token is revoked.
+        token: Option<Arc<str>>,
     },
     /// A complete text (`frame::TEXT`, valid UTF-8) or binary message from a client.
     Message {
@@ -65,6 +68,8 @@ pub(crate) enum Event {
         opcode: u8,
         data: Bytes,
     },
+    /// A chat client's frame, parsed and rate-limited by its connection thread.
+    Chat { id: ClientId, input: Box<Input> },
     /// The client answered a ping.
     Pong { id: ClientId },
     /// Encoded control frames for the client (tungstenite's answer to its ping).
@@ -82,6 +87,16 @@ pub(crate) enum Event {
         opcode: u8,
         data: Bytes,
     },
+    /// A chat message from the host program (a bot, `POST /api/publish`), as user `from`.
+    Say {
+        room: String,
+        from: String,
+        text: String,
+        /// Where to report the message's id, or why it was refused.
+        reply: Option<Sender<Result<u64, String>>>,
+    },
+    /// These tokens were revoked: disconnect the clients that presented them.
+    Revoked(HashSet<Arc<str>>),
     /// Begin the graceful shutdown.
     Shutdown,
 }
@@ -91,6 +106,9 @@ struct Client {
     /// Relay channel and this client's index in its member list, for O(1) removal.
     channel: Option<(Arc<str>, usize)>,
     echo: bool,
+    /// A `/chat` client still known to the chat (until `detach`).
+    chat: bool,
+    token: Option<Arc<str>>,
     /// Frames not yet written: `queue[sent..]`.
     queue: Vec<u8>,
     sent: usize,
@@ -121,6 +139,11 @@ pub(crate) struct Hub {
     /// Frames queued in this batch (for `BATCH_DELIVERIES` and the counters).
     delivered: usize,
     welcome: Option<Vec<u8>>,
+    chat: Chat,
+    /// What the chat asked to send, delivered at the end of the batch after `Chat::commit`.
+    outbox: Outbox,
+    /// The chat changed this batch: its log must be committed before anything is written.
+    chat_touched: bool,
     /// Set when shutting down: the time after which remaining sockets are cut.
     shutdown_deadline: Option<Instant>,
 }
@@ -131,6 +154,7 @@ impl Hub {
         stats: Arc<Stats>,
         rx: Receiver<Event>,
         epoll: Arc<Epoll>,
+        chat: Chat,
     ) -> Hub {
         let welcome = cfg
             .welcome
@@ -146,6 +170,9 @@ impl Hub {
             dirty: Vec::new(),
             delivered: 0,
             welcome,
+            chat,
+            outbox: Outbox::new(),
+            chat_touched: false,
             shutdown_deadline: None,
         }
     }
@@ -186,7 +213,7 @@ impl Hub {
                 self.heartbeat();
                 next_tick = Some(t.max(now - tick) + tick);
             }
-            self.flush_dirty();
+            self.write_out();
             if let Some(deadline) = self.shutdown_deadline {
                 if self.clients.is_empty() {
                     break;
@@ -209,7 +236,12 @@ impl Hub {
 
     fn handle(&mut self, event: Event) {
         match event {
-            Event::Open { id, stream, route } => self.open(id, stream, route),
+            Event::Open {
+                id,
+                stream,
+                route,
+                token,
+            } => self.open(id, stream, route, token),
             Event::Message { id, opcode, data } => {
                 self.stats.messages_in.fetch_add(1, Relaxed);
                 self.stats.bytes_in.fetch_add(data.len() as u64, Relaxed);
@@ -228,6 +260,18 @@ impl Hub {
                     let channel = channel.clone();
                     self.fan_out(&channel, Some(id), opcode, &data);
                 }
+            }
+            Event::Chat { id, input } => {
+                self.stats.messages_in.fetch_add(1, Relaxed);
+                let Some(c) = self.clients.get_mut(&id) else {
+                    return;
+                };
+                c.seen = true;
+                if c.closing {
+                    return;
+                }
+                self.chat.handle(id, *input, now_ms(), &mut self.outbox);
+                self.chat_touched = true;
             }
             Event::Pong { id } => {
                 if let Some(c) = self.clients.get_mut(&id) {
@@ -264,15 +308,50 @@ impl Hub {
                 opcode,
                 data,
             } => self.fan_out(&channel, None, opcode, &data),
+            Event::Say {
+                room,
+                from,
+                text,
+                reply,
+            } => {
+                let result = self
+                    .chat
+                    .say_as(&room, &from, &text, now_ms(), &mut self.outbox)
+                    .map_err(|r| r.message.to_string());
+                self.chat_touched = true;
+                if let Some(reply) = reply {
+                    let _ = reply.send(result);
+                }
+            }
+            Event::Revoked(tokens) => {
+                let cut: Vec<ClientId> = self
+                    .clients
+                    .iter()
+                    .filter(|(_, c)| c.token.as_ref().is_some_and(|t| tokens.contains(t)))
+                    .map(|(&id, _)| id)
+                    .collect();
+                for id in cut {
+                    debug!("client {id}: its token was revoked");
+                    self.drop_client(id, Some((1008, "access token revoked")));
+                }
+            }
             Event::Shutdown => self.begin_shutdown(),
         }
     }
 
-    fn open(&mut self, id: ClientId, stream: Arc<TcpStream>, route: Route) {
+    fn open(
+        &mut self,
+        id: ClientId,
+        stream: Arc<TcpStream>,
+        route: Route,
+        token: Option<Arc<str>>,
+    ) {
         let mut client = Client {
             stream,
             channel: None,
             echo: route == Route::Echo,
+            chat: false,
+            token,
             queue: Vec::new(),
             sent: 0,
             in_poller: false,
@@ -287,6 +366,17 @@ impl Hub {
             // Raced with the shutdown: tell it at once.
             frame::encode_close(1001, "server shutting down", &mut client.queue);
             client.closing = true;
+        } else if let Route::Chat { name, room, bound } = &route {
+            client.chat = true;
+            self.chat.connect(
+                id,
+                name.as_deref(),
+                room.as_deref(),
+                *bound,
+                now_ms(),
+                &mut self.outbox,
+            );
+            self.chat_touched = true;
         } else if let Route::Relay(name) = route {
             let name: Arc<str> = name.into();
             let members = self.channels.entry(name.clone()).or_default();
@@ -327,7 +417,7 @@ impl Hub {
     }
 
     fn closing(&mut self, id: ClientId, bytes: &[u8]) {
-        self.leave_channel(id);
+        self.detach(id);
         let Some(c) = self.clients.get_mut(&id) else {
             return;
         };
@@ -348,7 +438,7 @@ impl Hub {
         self.shutdown_deadline = Some(Instant::now() + self.cfg.shutdown_timeout);
         let ids: Vec<_> = self.clients.keys().copied().collect();
         for id in ids {
-            self.leave_channel(id);
+            self.detach(id);
             let c = self.clients.get_mut(&id).expect("listed above");
             if !c.closing {
                 frame::encode_close(1001, "server shutting down", &mut c.queue);
@@ -380,6 +470,74 @@ impl Hub {
             debug!("client {id}: no answer to ping, dropping");
             self.stats.heartbeat_timeouts.fetch_add(1, Relaxed);
             self.drop_client(id, Some((1001, "ping timeout")));
+        }
+    }
+
+    /// Commits the chat log, hands the chat's deliveries to the client queues, and writes every
+    /// queue that has something; again while writing made the chat say more (a client that
+    /// failed leaves its rooms, and the others get its `presence`).
+    fn write_out(&mut self) {
+        loop {
+            if self.chat_touched {
+                self.chat_touched = false;
+                // Before any socket write: no client may see a message a restart would forget.
+                if let Err(e) = self.chat.commit() {
+                    error!("chat history could not be written (delivering anyway): {e}");
+                }
+                self.deliver_chat();
+                self.stats.chat_rooms.store(self.chat.room_count(), Relaxed);
+                self.stats.chat_users.store(self.chat.user_count(), Relaxed);
+            }
+            self.flush_dirty();
+            if !self.chat_touched {
+                break;
+            }
+        }
+    }
+
+    fn deliver_chat(&mut self) {
+        let mut encoded = Vec::new();
+        let deliveries: Vec<Delivery> = self.outbox.drain().collect();
+        for delivery in deliveries {
+            match delivery {
+                Delivery::Text { to, text } => {
+                    encoded.clear();
+                    frame::encode(frame::TEXT, text.as_bytes(), &mut encoded);
+                    for conn in to {
+                        let Some(c) = self.clients.get_mut(&conn) else {
+                            continue;
+                        };
+                        if !c.closing {
+                            c.queue.extend_from_slice(&encoded);
+                            self.delivered += 1;
+                            mark_dirty(&mut self.dirty, conn, c);
+                        }
+                    }
+                }
+                Delivery::Close { conn, code, reason } => {
+                    if let Some(c) = self.clients.get_mut(&conn) {
+                        if !c.closing {
+                            frame::encode_close(code, reason, &mut c.queue);
+                            c.closing = true;
+                            mark_dirty(&mut self.dirty, conn, c);
+                        }
+                    }
+                    self.detach(conn);
+                }
+            }
+        }
+    }
+
+    /// Takes a client out of its relay channel or the chat: it gets no more broadcasts, and
+    /// the chat tells its rooms that it left.
+    fn detach(&mut self, id: ClientId) {
+        self.leave_channel(id);
+        if let Some(c) = self.clients.get_mut(&id) {
+            if c.chat {
+                c.chat = false;
+                self.chat.disconnect(id, now_ms(), &mut self.outbox);
+                self.chat_touched = true;
+            }
         }
     }
 
@@ -504,7 +662,7 @@ impl Hub {
     /// Forgets a client now: optionally tries to send a Close first, then cuts the socket so that
     /// its connection thread wakes up and ends.
     fn drop_client(&mut self, id: ClientId, close: Option<(u16, &str)>) {
-        self.leave_channel(id);
+        self.detach(id);
         let Some(mut c) = self.clients.remove(&id) else {
             return;
         };
@@ -518,6 +676,13 @@ impl Hub {
         }
         let _ = c.stream.shutdown(Shutdown::Both);
     }
+}
+
+/// Milliseconds since the Unix epoch, for chat timestamps.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn mark_dirty(dirty: &mut Vec<ClientId>, id: ClientId, c: &mut Client) {

@@ -23,19 +23,26 @@
 #![deny(missing_docs)]
 
 mod assets;
+mod auth;
+mod chat;
 mod config;
 mod conn;
 mod error;
 mod frame;
+mod history;
 mod http;
 mod hub;
+mod protocol;
+mod ratelimit;
 mod server;
 mod stats;
 mod sys;
 mod upgrade;
 mod web;
 
+pub use chat::ChatConfig;
 pub use config::Config;
 pub use error::{Error, Result};
+pub use history::Fsync;
 pub use server::{Handle, Server};
 pub use sys::{Signal, block_shutdown_signals, raise_fd_limit, wait_signal};

@@ -9,7 +9,7 @@ use cli::Command;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match cli::parse(&args) {
-        Ok(Command::Serve(config)) => serve(config),
+        Ok(Command::Serve(config)) => serve(*config),
         Ok(Command::Bench(_args)) => {
             eprintln!("wschat bench: not built yet");
             ExitCode::from(2)
@@ -29,7 +29,22 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(config: wschat::Config) -> ExitCode {
+fn serve(mut config: wschat::Config) -> ExitCode {
+    // Tokens may also come from the environment (a systemd unit, a container secret): the
+    // file's format, with commas or newlines between entries.
+    if let Ok(env) = std::env::var("WSCHAT_TOKENS") {
+        for entry in env
+            .split([',', '\n'])
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            let (token, name) = match entry.split_once(char::is_whitespace) {
+                Some((t, n)) => (t.to_string(), Some(n.trim().to_string())),
+                None => (entry.to_string(), None),
+            };
+            config.tokens.push((token, name));
+        }
+    }
     // Before any thread exists, so that every thread inherits the blocked mask and only the
     // signal thread below receives SIGINT/SIGTERM/SIGHUP.
     if let Err(e) = wschat::block_shutdown_signals() {
@@ -64,7 +79,10 @@ fn serve(config: wschat::Config) -> ExitCode {
                         stopping = true;
                         handle.shutdown();
                     }
-                    Ok(wschat::Signal::Hangup) => log::info!("SIGHUP: nothing to reload"),
+                    Ok(wschat::Signal::Hangup) => match handle.reload_tokens() {
+                        Ok(_) => {}
+                        Err(e) => log::error!("SIGHUP: tokens not reloaded, old ones stay: {e}"),
+                    },
                     Err(e) => {
                         log::error!("waiting for signals failed: {e}");
                         return;

@@ -1,7 +1,8 @@
 //! Starting a server, its accept loop, and the [`Handle`] that drives it from other threads.
 
+use std::collections::HashMap;
 use std::io::{self, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
@@ -10,9 +11,13 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use log::{debug, info, warn};
+use parking_lot::{Mutex, RwLock};
 use tungstenite::Bytes;
 
+use crate::auth::{self, Tokens};
+use crate::chat::Chat;
 use crate::config::Config;
+use crate::conn::{ChatLimit, Mode, Throttle};
 use crate::error::{Error, Result};
 use crate::frame;
 use crate::http::{self, HeadError};
@@ -47,6 +52,10 @@ struct Shared {
     next_id: AtomicU64,
     max_connections: usize,
     rejecters: AtomicUsize,
+    /// The tokens in force; replaced whole on reload, so a handshake sees one consistent set.
+    tokens: RwLock<Arc<Tokens>>,
+    /// Connections per peer address, for `max_per_ip`.
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
 }
 
 /// A running server. Dropping it shuts it down and waits for it.
@@ -92,6 +101,14 @@ impl Server {
             sys::nofile_limit().saturating_sub(RESERVED_FDS).max(16) as usize
         };
 
+        let tokens = Tokens::load(config.tokens_file.as_deref(), &config.tokens)?;
+        if tokens.len() > 0 {
+            info!(
+                "{} access tokens loaded: WebSocket clients must present one",
+                tokens.len()
+            );
+        }
+        let chat = Chat::open(config.chat.clone())?;
         let cfg = Arc::new(config);
         let stats = Arc::new(Stats::default());
         let web = Web::start(&cfg, stats.clone())?;
@@ -108,10 +125,12 @@ impl Server {
             next_id: AtomicU64::new(1),
             max_connections,
             rejecters: AtomicUsize::new(0),
+            tokens: RwLock::new(Arc::new(tokens)),
+            per_ip: Mutex::new(HashMap::new()),
         });
 
         let mut threads = Vec::new();
-        let hub = Hub::new(cfg.clone(), stats, rx, epoll.clone());
+        let hub = Hub::new(cfg.clone(), stats, rx, epoll.clone(), chat);
         threads.push(spawn("wschat-dispatch", move || hub.run())?);
         threads.push(spawn("wschat-poller", move || hub::run_poller(epoll, tx))?);
         let accept_shared = shared.clone();
@@ -223,6 +242,74 @@ impl Handle {
             .map_err(|_| Error::Closed)
     }
 
+    /// Says `text` in chat room `room` as user `from` (a bot, a host program), exactly as if a
+    /// client named `from` had sent it: it gets an id, enters the history, and every member of
+    /// the room receives it. Returns the message's id once the dispatcher has accepted it.
+    ///
+    /// # Errors
+    /// [`Error::Rejected`] with the reason when the room or name is invalid or the text too
+    /// long; [`Error::Closed`] after shutdown.
+    pub fn say(&self, room: &str, from: &str, text: &str) -> Result<u64> {
+        if self.shared.stopping.load(Relaxed) {
+            return Err(Error::Closed);
+        }
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        self.shared
+            .tx
+            .send(Event::Say {
+                room: room.to_string(),
+                from: from.to_string(),
+                text: text.to_string(),
+                reply: Some(reply),
+            })
+            .map_err(|_| Error::Closed)?;
+        match answer.recv() {
+            Ok(Ok(id)) => Ok(id),
+            Ok(Err(why)) => Err(Error::Rejected(why)),
+            Err(_) => Err(Error::Closed),
+        }
+    }
+
+    /// Re-reads the tokens file (and keeps `Config::tokens`), replacing the tokens in force, and
+    /// returns how many there are now. Connections whose token is no longer valid are closed
+    /// with 1008 ("access token revoked"); everyone else stays connected. On error (the file is
+    /// unreadable) the old tokens stay in force.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be read.
+    pub fn reload_tokens(&self) -> Result<usize> {
+        let cfg = &self.shared.cfg;
+        let fresh = Tokens::load(cfg.tokens_file.as_deref(), &cfg.tokens)?;
+        let count = fresh.len();
+        let fresh = Arc::new(fresh);
+        let old = std::mem::replace(&mut *self.shared.tokens.write(), fresh.clone());
+        let keep = fresh.set();
+        let revoked: std::collections::HashSet<Arc<str>> = old
+            .set()
+            .into_iter()
+            .filter(|t| !keep.contains(t))
+            .collect();
+        info!(
+            "tokens reloaded: {count} in force, {} revoked",
+            revoked.len()
+        );
+        if !revoked.is_empty() {
+            let _ = self.shared.tx.send(Event::Revoked(revoked));
+        }
+        Ok(count)
+    }
+
+    /// Chat rooms that exist now (with members or with history), as of the dispatcher's last
+    /// batch.
+    pub fn room_count(&self) -> usize {
+        self.shared.stats.chat_rooms.load(Relaxed)
+    }
+
+    /// Chat users connected now, as of the dispatcher's last batch.
+    pub fn chat_user_count(&self) -> usize {
+        self.shared.stats.chat_users.load(Relaxed)
+    }
+
     /// WebSocket connections open now.
     pub fn connection_count(&self) -> usize {
         self.shared.stats.ws_open.load(Relaxed)
@@ -288,6 +375,10 @@ fn accept_loop(shared: &Arc<Shared>) {
             reject_over_capacity(shared, stream, peer);
             continue;
         }
+        if !shared.enter_ip(peer.ip()) {
+            reject_over_capacity(shared, stream, peer);
+            continue;
+        }
         shared.stats.tcp_open.fetch_add(1, Relaxed);
         let conn_shared = shared.clone();
         let spawned = std::thread::Builder::new()
@@ -295,9 +386,11 @@ fn accept_loop(shared: &Arc<Shared>) {
             .stack_size(shared.cfg.thread_stack_size)
             .spawn(move || {
                 serve(&conn_shared, stream, peer);
+                conn_shared.leave_ip(peer.ip());
                 conn_shared.stats.tcp_open.fetch_sub(1, Relaxed);
             });
         if let Err(e) = spawned {
+            shared.leave_ip(peer.ip());
             shared.stats.tcp_open.fetch_sub(1, Relaxed);
             if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
                 warn!("cannot start a connection thread (connection dropped): {e}");
@@ -306,6 +399,37 @@ fn accept_loop(shared: &Arc<Shared>) {
         }
     }
     debug!("accept loop ended");
+}
+
+impl Shared {
+    /// Counts a new connection from `ip`; `false` when that address is at `max_per_ip`.
+    fn enter_ip(&self, ip: IpAddr) -> bool {
+        let cfg = &self.cfg;
+        if cfg.max_per_ip == 0 || (ip.is_loopback() && !cfg.limit_loopback) {
+            return true;
+        }
+        let mut per_ip = self.per_ip.lock();
+        let n = per_ip.entry(ip).or_insert(0);
+        if *n >= cfg.max_per_ip {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn leave_ip(&self, ip: IpAddr) {
+        let cfg = &self.cfg;
+        if cfg.max_per_ip == 0 || (ip.is_loopback() && !cfg.limit_loopback) {
+            return;
+        }
+        let mut per_ip = self.per_ip.lock();
+        if let Some(n) = per_ip.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                per_ip.remove(&ip); // the map holds only addresses with open connections
+            }
+        }
+    }
 }
 
 fn reject_over_capacity(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
@@ -359,7 +483,7 @@ fn serve(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
         }
         return web::forward(cfg, &shared.stats, shared.web_addr, stream, head, peer);
     }
-    let accepted = match upgrade::accept(&head, &|route| protocols(cfg, route)) {
+    let mut accepted = match upgrade::accept(&head, &|route| protocols(cfg, route)) {
         Ok(accepted) => accepted,
         Err(refusal) => {
             debug!(
@@ -370,6 +494,33 @@ fn serve(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
             return http::reject(&stream, refusal.status, refusal.headers);
         }
     };
+    // Admission, decided before the 101 so that a refusal is an HTTP status a client can see.
+    if !auth::origin_allowed(&head, &cfg.allowed_origins) {
+        debug!("{peer}: Origin {:?} refused", head.header("origin"));
+        shared.stats.rejected(403);
+        return http::reject(&stream, 403, &[]);
+    }
+    let tokens = shared.tokens.read().clone();
+    let grant = if tokens.len() == 0 {
+        None
+    } else {
+        match auth::presented_token(&head).and_then(|t| tokens.check(&t)) {
+            Some(grant) => Some(grant),
+            None => {
+                // Never log the token itself.
+                debug!("{peer}: missing or unknown access token");
+                shared.stats.rejected(401);
+                return http::reject(&stream, 401, &[("WWW-Authenticate", "Bearer")]);
+            }
+        }
+    };
+    if let (Route::Chat { name, bound, .. }, Some(bound_name)) = (
+        &mut accepted.route,
+        grant.as_ref().and_then(|g| g.name.clone()),
+    ) {
+        *name = Some(bound_name);
+        *bound = true;
+    }
     // Without TCP_NODELAY, a pong followed by a data frame can wait ~40 ms (Nagle + delayed ACK).
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(cfg.handshake_timeout));
@@ -385,22 +536,29 @@ fn serve(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
     let stream = Arc::new(stream);
     shared.stats.ws_open.fetch_add(1, Relaxed);
     shared.stats.ws_total.fetch_add(1, Relaxed);
+    let mode = match accepted.route {
+        Route::Chat { .. } => Mode::Chat(ChatLimit::new(cfg.chat_rate, cfg.chat_burst)),
+        Route::Relay(_) => Mode::Frames(Throttle::new(cfg.relay_rate, cfg.relay_burst)),
+        Route::Echo => Mode::Frames(Throttle::new(0.0, 0.0)),
+    };
     let opened = shared.tx.send(Event::Open {
         id,
         stream: stream.clone(),
         route: accepted.route,
+        token: grant.map(|g| g.token),
     });
     if opened.is_ok() {
-        crate::conn::run(id, stream, head.rest, cfg, &shared.tx);
+        crate::conn::run(id, stream, head.rest, cfg, &shared.tx, mode);
     }
     shared.stats.ws_open.fetch_sub(1, Relaxed);
     debug!("{peer}: client {id} disconnected");
 }
 
 /// The subprotocols an endpoint supports, in order of preference.
-fn protocols(_cfg: &Config, route: &Route) -> Vec<String> {
+fn protocols(cfg: &Config, route: &Route) -> Vec<String> {
     match route {
         Route::Echo => vec!["echo-protocol".to_string()],
-        Route::Relay(_) => Vec::new(),
+        Route::Chat { .. } => vec!["wschat.v1".to_string()],
+        Route::Relay(_) => cfg.relay_protocol.iter().cloned().collect(),
     }
 }

@@ -29,6 +29,9 @@ pub(crate) struct Stats {
     pub http_requests: AtomicU64,
     rejected: [AtomicU64; REJECT_STATUSES.len()],
     rejected_other: AtomicU64,
+    /// Chat rooms that exist, and chat users connected (updated by the dispatcher).
+    pub chat_rooms: AtomicUsize,
+    pub chat_users: AtomicUsize,
     /// Events waiting in the dispatcher's channel, sampled by the dispatcher each batch.
     pub queue_depth: AtomicUsize,
 }
@@ -121,6 +124,18 @@ impl Stats {
             "gauge",
             "Events waiting for the dispatcher at its last batch.",
             self.queue_depth.load(Relaxed) as u64,
+        );
+        metric(
+            "wschat_chat_rooms",
+            "gauge",
+            "Chat rooms that exist (with members or history).",
+            self.chat_rooms.load(Relaxed) as u64,
+        );
+        metric(
+            "wschat_chat_users",
+            "gauge",
+            "Chat users connected.",
+            self.chat_users.load(Relaxed) as u64,
         );
         metric(
             "wschat_resident_memory_bytes",

@@ -15,6 +15,14 @@ pub(crate) enum Route {
     Relay(String),
     /// `/echo`: every message goes back to its sender.
     Echo,
+    /// `/chat`: the JSON chat protocol (PROTOCOL.md); `?name=` and `?room=` log in and join
+    /// in one step.
+    Chat {
+        name: Option<String>,
+        room: Option<String>,
+        /// The name comes from an access token and cannot be changed.
+        bound: bool,
+    },
 }
 
 /// Longest relay channel name, in bytes. A name is a path segment; 64 is plenty for
@@ -26,6 +34,11 @@ pub(crate) fn route(path: &str) -> Option<Route> {
     match path {
         "" | "/" => Some(Route::Relay(String::new())),
         "/echo" => Some(Route::Echo),
+        "/chat" => Some(Route::Chat {
+            name: None,
+            room: None,
+            bound: false,
+        }),
         _ => {
             let name = path.strip_prefix("/relay/")?;
             valid_channel(name).then(|| Route::Relay(name.to_string()))
@@ -81,7 +94,11 @@ pub(crate) fn accept(
     head: &Head,
     protocols: &dyn Fn(&Route) -> Vec<String>,
 ) -> Result<Accepted, Refusal> {
-    let route = route(head.path()).ok_or(refuse(404, "no WebSocket endpoint at this path"))?;
+    let mut route = route(head.path()).ok_or(refuse(404, "no WebSocket endpoint at this path"))?;
+    if let Route::Chat { name, room, .. } = &mut route {
+        *name = head.query_param("name").filter(|n| !n.trim().is_empty());
+        *room = head.query_param("room").filter(|r| !r.trim().is_empty());
+    }
     if head.method != "GET" {
         return Err(refuse(400, "handshake method is not GET"));
     }

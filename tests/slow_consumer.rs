@@ -28,7 +28,8 @@ fn metric(handle: &wschat::Handle, name: &str) -> u64 {
 
 #[test]
 fn stalled_client_is_cut_and_readers_get_everything() {
-    let server = start(|_| {}); // default cap: 1 MiB
+    // Default 1 MiB cap; no relay rate limit: this test is about readers, not senders.
+    let server = start(|c| c.relay_rate = 0.0);
     let addr = server.local_addr();
     let handle = server.handle();
     let rss_before = rss_kib();

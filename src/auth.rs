@@ -1,0 +1,242 @@
+//! Who may connect: access tokens and the Origin check. Decided before the 101, answered with
+//! an HTTP status (401, 403).
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::http::Head;
+
+/// The tokens that admit a WebSocket client, each optionally bound to a chat name.
+///
+/// File format, one token per line: `TOKEN [NAME]`. Blank lines and lines starting with `#` are
+/// ignored. A token is any run of non-space characters; NAME is the rest of the line (a chat
+/// name may contain spaces).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Tokens {
+    entries: Vec<(Arc<str>, Option<String>)>,
+}
+
+/// A token that was accepted: the token itself (to find its connections if it is revoked) and
+/// the chat name it is bound to, if any.
+#[derive(Debug, Clone)]
+pub(crate) struct Grant {
+    pub token: Arc<str>,
+    pub name: Option<String>,
+}
+
+impl Tokens {
+    /// Parses the file format; `separator` also splits entries (the environment variable may
+    /// use commas instead of newlines).
+    pub(crate) fn parse(text: &str, comma_separated: bool) -> Tokens {
+        let split = |c: char| c == '\n' || (comma_separated && c == ',');
+        let entries = text
+            .split(split)
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|line| match line.split_once(char::is_whitespace) {
+                Some((token, name)) => (Arc::from(token), Some(name.trim().to_string())),
+                None => (Arc::from(line), None),
+            })
+            .collect();
+        Tokens { entries }
+    }
+
+    /// Reads `file` (if any) and adds the `inline` entries.
+    pub(crate) fn load(
+        file: Option<&Path>,
+        inline: &[(String, Option<String>)],
+    ) -> std::io::Result<Tokens> {
+        let mut tokens = Tokens {
+            entries: inline
+                .iter()
+                .map(|(t, n)| (Arc::from(t.as_str()), n.clone()))
+                .collect(),
+        };
+        if let Some(file) = file {
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("tokens file {}: {e}", file.display()))
+            })?;
+            tokens.entries.extend(Tokens::parse(&text, false).entries);
+        }
+        Ok(tokens)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The grant for `presented`, comparing it with every token in constant time (no early exit
+    /// on the first differing byte, and every entry is compared), so response timing does not
+    /// reveal how much of a guess was right.
+    pub(crate) fn check(&self, presented: &str) -> Option<Grant> {
+        let mut found = None;
+        for (token, name) in &self.entries {
+            if ct_eq(token.as_bytes(), presented.as_bytes()) && found.is_none() {
+                found = Some(Grant {
+                    token: token.clone(),
+                    name: name.clone(),
+                });
+            }
+        }
+        found
+    }
+
+    /// The set of tokens, for finding connections whose token was revoked.
+    pub(crate) fn set(&self) -> HashSet<Arc<str>> {
+        self.entries.iter().map(|(t, _)| t.clone()).collect()
+    }
+}
+
+/// Equality whose running time depends only on the lengths, not on where the bytes differ.
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= usize::from(x ^ y);
+    }
+    std::hint::black_box(diff) == 0
+}
+
+/// The token a client presents: `?token=` (what a browser's `new WebSocket(url)` can send) or
+/// `Authorization: Bearer` (what other clients usually send).
+pub(crate) fn presented_token(head: &Head) -> Option<String> {
+    if let Some(t) = head.query_param("token").filter(|t| !t.is_empty()) {
+        return Some(t);
+    }
+    let auth = head.header("authorization")?;
+    let (scheme, token) = auth.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
+        .filter(|t| !t.is_empty())
+}
+
+/// Whether a request's `Origin` may open a WebSocket here.
+///
+/// No Origin: allowed (not a browser, so not a cross-site hijack). Otherwise allowed when it is
+/// the server's own origin (same host and port as the `Host` header: the page at `/` talking to
+/// its own server, also behind a proxy that keeps `Host`), when it is in `allowed`, or when
+/// `allowed` contains `*`. Everything else, including `null` (sandboxed frames, `file:` pages),
+/// is refused: that is what stops another site's page from using a visitor's browser to
+/// connect (cross-site WebSocket hijacking).
+pub(crate) fn origin_allowed(head: &Head, allowed: &[String]) -> bool {
+    let Some(origin) = head.header("origin") else {
+        return true;
+    };
+    if allowed.iter().any(|a| a == "*") {
+        return true;
+    }
+    let origin = origin.trim_end_matches('/').to_ascii_lowercase();
+    if allowed
+        .iter()
+        .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(&origin))
+    {
+        return true;
+    }
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return false;
+    };
+    let default_port = match scheme {
+        "http" | "ws" => "80",
+        "https" | "wss" => "443",
+        _ => return false,
+    };
+    let Some(host) = head.header("host") else {
+        return false;
+    };
+    let split = |hp: &str| -> (String, String) {
+        let hp = hp.to_ascii_lowercase();
+        // A bracketed IPv6 literal keeps its colons: [::1]:8080
+        match hp.rfind(':').filter(|&i| !hp[i..].contains(']')) {
+            Some(i) => (hp[..i].to_string(), hp[i + 1..].to_string()),
+            None => (hp, default_port.to_string()),
+        }
+    };
+    split(authority) == split(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(headers: &[(&str, &str)], target: &str) -> Head {
+        Head {
+            method: "GET".into(),
+            target: target.into(),
+            minor_version: 1,
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+                .collect(),
+            rest: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn parses_tokens_with_and_without_names() {
+        let t = Tokens::parse("# comment\nabc alice smith\n\n  def  \n", false);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.check("abc").unwrap().name.as_deref(), Some("alice smith"));
+        assert_eq!(t.check("def").unwrap().name, None);
+        assert!(t.check("ab").is_none());
+        assert!(t.check("abcd").is_none());
+        assert!(t.check("").is_none());
+        let env = Tokens::parse("x1 bob, x2", true);
+        assert_eq!(env.len(), 2);
+        assert_eq!(env.check("x1").unwrap().name.as_deref(), Some("bob"));
+    }
+
+    #[test]
+    fn token_from_query_or_bearer() {
+        assert_eq!(
+            presented_token(&head(&[], "/chat?token=s3cr%2Bt")).as_deref(),
+            Some("s3cr+t")
+        );
+        let h = head(&[("Authorization", "Bearer tok")], "/");
+        assert_eq!(presented_token(&h).as_deref(), Some("tok"));
+        let h = head(&[("Authorization", "Basic dXNlcg==")], "/");
+        assert_eq!(presented_token(&h), None);
+    }
+
+    #[test]
+    fn origins() {
+        let same = head(
+            &[
+                ("Host", "chat.example:8080"),
+                ("Origin", "http://chat.example:8080"),
+            ],
+            "/",
+        );
+        assert!(origin_allowed(&same, &[]));
+        let default_port = head(
+            &[("Host", "chat.example"), ("Origin", "https://chat.example")],
+            "/",
+        );
+        assert!(origin_allowed(&default_port, &[]));
+        let foreign = head(
+            &[("Host", "chat.example"), ("Origin", "https://evil.example")],
+            "/",
+        );
+        assert!(!origin_allowed(&foreign, &[]));
+        assert!(origin_allowed(&foreign, &["https://evil.example/".into()]));
+        assert!(origin_allowed(&foreign, &["*".into()]));
+        let other_port = head(
+            &[
+                ("Host", "chat.example:8080"),
+                ("Origin", "http://chat.example:9090"),
+            ],
+            "/",
+        );
+        assert!(!origin_allowed(&other_port, &[]));
+        let null = head(&[("Host", "h"), ("Origin", "null")], "/");
+        assert!(!origin_allowed(&null, &[]));
+        assert!(origin_allowed(&head(&[("Host", "h")], "/"), &[]));
+        let v6 = head(
+            &[("Host", "[::1]:8080"), ("Origin", "http://[::1]:8080")],
+            "/",
+        );
+        assert!(origin_allowed(&v6, &[]));
+    }
+}
