@@ -134,12 +134,12 @@ export class Connection {
   #open() {
     this.retryTimer = 0;
     this.#setState(this.everOpen ? 'reconnecting' : 'connecting');
-    // The issue asks for the subprotocol 'wschat.v1'. A browser fails the handshake when it
-    // offers a subprotocol that the server does not echo, and the server does not negotiate
-    // one yet, so none is offered. Once it does: new WebSocket(this.url, ['wschat.v1']).
+    // 'wschat.v1' names the protocol version this page speaks (PROTOCOL.md); /chat selects
+    // it. A server that did not name it in its answer would make the browser fail the
+    // handshake, which is what we want from a server that speaks something else.
     let ws;
     try {
-      ws = new WebSocket(this.url);
+      ws = new WebSocket(this.url, ['wschat.v1']);
     } catch (e) {
       this.#scheduleRetry();
       return;
