@@ -323,6 +323,7 @@ async function main() {
   const server = new Server(serverBin(), dataDir);
   let browser;
   let gate;
+  let aborted = false;
   const cleanup = async () => {
     await browser?.close().catch(() => {});
     await gate?.close().catch(() => {});
@@ -332,12 +333,14 @@ async function main() {
   // Stopped from outside (CI timeout, Ctrl-C): still stop the server this script started.
   for (const sig of ['SIGTERM', 'SIGINT']) {
     process.once(sig, async () => {
+      aborted = true;
       console.error(`E2E FAILED: interrupted by ${sig}`);
       await cleanup();
       process.exit(1);
     });
   }
   const killer = setTimeout(async () => {
+    aborted = true;
     console.error(`E2E FAILED: the whole run took longer than ${TOTAL_MS} ms`);
     await cleanup();
     process.exit(1);
@@ -552,6 +555,7 @@ async function main() {
     assert(problems.length === 0, 'problems seen in the pages:\n  ' + problems.join('\n  '));
     log(`E2E PASSED: ${steps.length} steps`);
   } catch (e) {
+    if (aborted) return; // already reported; the browser was closed under the test
     console.error(`E2E FAILED: ${e.message}`);
     if (problems.length) console.error('problems seen in the pages:\n  ' + problems.join('\n  '));
     fs.mkdirSync(ARTIFACTS, { recursive: true });
