@@ -32,9 +32,10 @@ fi
 
 # --- Node and the test's packages ----------------------------------------------------------------
 command -v node >/dev/null || { echo "node is required (>= 20, for playwright-core)" >&2; exit 1; }
-node_major=$(node -p 'process.versions.node.split(".")[0]')
-if [ "$node_major" -lt 20 ]; then
-  echo "node $(node --version) is too old: playwright-core needs node >= 20" >&2
+# >= 20.19: playwright-core needs 20, and the unit test imports public/*.js, plain ES modules
+# without a package.json of their own, which needs module syntax detection (20.19, 22.7).
+if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)'; then
+  echo "node $(node --version) is too old: need >= 20.19" >&2
   exit 1
 fi
 say "npm ci (tests/browser)"
@@ -45,7 +46,10 @@ say "cargo build --release"
 cargo build --release --quiet
 export WSCHAT_BIN=${WSCHAT_BIN:-$repo/target/release/wschat}
 
-# --- The test -----------------------------------------------------------------------------------
+# --- The tests ----------------------------------------------------------------------------------
+say "unit tests of the page's modules"
+node --test tests/browser/unit.mjs
+
 # e2e.mjs bounds itself (E2E_TIMEOUT_MS, 180 s) and stops its server on SIGTERM; `timeout` is
 # the outer guard in case node itself hangs.
 say "e2e against $WSCHAT_BIN"

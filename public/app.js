@@ -549,9 +549,9 @@ function showLogin(error = '') {
   ui.nameError.textContent = error;
   ui.nameCancel.hidden = !me;
   if (!ui.nameInput.value) ui.nameInput.value = wantName;
+  ui.app.hidden = true;
   ui.nameInput.focus();
   ui.nameInput.select();
-  if (!me) ui.app.hidden = true;
 }
 
 function hideLogin() {

@@ -522,11 +522,17 @@ async function main() {
       await A.locator('#users [data-user="dave"]').waitFor({ state: 'detached', timeout: STEP_MS });
     });
 
-    await step('the people list updates when a page closes', async () => {
+    await step('a rename shows up for the others; the people list updates when a page closes', async () => {
       await waitState(B, 'online');
       await A.locator('#users [data-user="bob"]').waitFor({ timeout: STEP_MS });
+      await B.click('#rename');
+      await B.fill('#name-input', 'robert');
+      await B.press('#name-input', 'Enter');
+      await until('bob is now robert', async () => (await B.textContent('#me')) === 'robert' && !(await B.isHidden('#app')));
+      await A.locator('#users [data-user="robert"]').waitFor({ timeout: STEP_MS });
+      assert((await A.locator('#users [data-user="bob"]').count()) === 0, 'the old name is gone from the list');
       await B.close();
-      await A.locator('#users [data-user="bob"]').waitFor({ state: 'detached', timeout: STEP_MS });
+      await A.locator('#users [data-user="robert"]').waitFor({ state: 'detached', timeout: STEP_MS });
     });
 
     await step('the browser-console snippet relays between two sockets on /', async () => {
