@@ -163,6 +163,20 @@ pub(crate) enum Delivery {
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
     items: Vec<Delivery>,
+    /// Record accepted room messages in `posted` (only when the host program listens for
+    /// events: otherwise copying each message would be wasted work).
+    pub(crate) observe: bool,
+    /// Room messages accepted since the dispatcher last took them (when `observe`).
+    pub(crate) posted: Vec<Posted>,
+}
+
+/// A room message the chat accepted, for the host program's events.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Posted {
+    pub id: u64,
+    pub room: String,
+    pub from: String,
+    pub text: String,
 }
 
 impl Outbox {
@@ -840,6 +854,14 @@ impl Chat {
             });
         }
         trace!("chat: message {id} in {} from {from}", room.name);
+        if out.observe {
+            out.posted.push(Posted {
+                id,
+                room: room.name.to_string(),
+                from: from.to_string(),
+                text: text.to_string(),
+            });
+        }
         let mut msg = ServerMsg::Message {
             id,
             ts: now_ms,

@@ -225,6 +225,15 @@ const OPTIONS: &[Opt] = &[
         },
     },
     Opt {
+        name: "api-key",
+        value: "KEY",
+        help: "enable POST /api/publish for callers presenting KEY (also $WSCHAT_API_KEY) [default: off]",
+        set: |c, v| {
+            c.api_key = Some(v.into());
+            Ok(())
+        },
+    },
+    Opt {
         name: "read-buffer",
         value: "BYTES",
         help: "socket read buffer per connection [default: 4096]",

@@ -138,6 +138,11 @@ pub struct Config {
     /// Default 2000.
     pub relay_burst: f64,
 
+    /// The key that `POST /api/publish` requires (`Authorization: Bearer KEY` or
+    /// `X-API-Key: KEY`). Default `None`: the endpoint refuses everything (403), so publishing
+    /// over HTTP is never open by accident.
+    pub api_key: Option<String>,
+
     /// Accept backlog. Default 4096: a reconnect storm after a restart (every browser comes back
     /// at once) must queue in the kernel rather than be dropped and retried a second later.
     pub listen_backlog: i32,
@@ -169,6 +174,7 @@ impl Default for Config {
             limit_loopback: false,
             relay_rate: 1000.0,
             relay_burst: 2000.0,
+            api_key: None,
             chat_rate: crate::ratelimit::CHAT_RATE_PER_SEC,
             chat_burst: crate::ratelimit::CHAT_BURST,
         }

@@ -18,8 +18,10 @@ use tungstenite::{Bytes, Message};
 
 use crate::chat::{self, Input};
 use crate::config::Config;
+use crate::embed::{FilterHook, Payload, ServerEvent};
 use crate::frame;
 use crate::hub::{ClientId, Event};
+use crate::protocol::{ErrorCode, Reject, Request};
 use crate::ratelimit::TokenBucket;
 
 /// After the last frame to a closing client is queued, how long this thread waits for the
@@ -99,6 +101,61 @@ impl ChatLimit {
     }
 }
 
+/// What the host program asked to see and do for this connection.
+pub(crate) struct Host {
+    /// Where `ServerEvent::Message` goes (blocking send: a host that falls behind slows this
+    /// client down through TCP rather than losing its messages).
+    pub events: Option<Sender<ServerEvent>>,
+    pub filter: Option<FilterHook>,
+    /// The path the client connected to, for events.
+    pub path: String,
+}
+
+impl Host {
+    fn report(&self, id: ClientId, data: impl FnOnce() -> Payload) {
+        if let Some(events) = &self.events {
+            let _ = events.send(ServerEvent::Message {
+                client: id,
+                path: self.path.clone(),
+                data: data(),
+            });
+        }
+    }
+
+    /// Runs the filter hook on the text of a chat message, once per message that passed the
+    /// rate limit, here in the connection's thread rather than in the dispatcher.
+    fn filter(&self, input: Input) -> Input {
+        let Some(filter) = &self.filter else {
+            return input;
+        };
+        let refused = |reference| {
+            Input::Invalid(
+                Reject::new(
+                    ErrorCode::Filtered,
+                    "the server's filter refused this message",
+                )
+                .with_ref(reference),
+            )
+        };
+        match input {
+            Input::Msg(mut msg) => {
+                if let Request::Say { text, .. } | Request::Dm { text, .. } = &mut msg.body {
+                    match filter(text) {
+                        Some(t) => *text = t,
+                        None => return refused(msg.reference),
+                    }
+                }
+                Input::Msg(msg)
+            }
+            Input::Plain(text) => match filter(&text) {
+                Some(t) => Input::Plain(t),
+                None => refused(None),
+            },
+            other => other,
+        }
+    }
+}
+
 /// What tungstenite reads from and writes to: reads come from the socket, writes only collect.
 struct Io {
     stream: Arc<TcpStream>,
@@ -143,6 +200,7 @@ pub(crate) fn run(
     cfg: &Config,
     tx: &Sender<Event>,
     mut mode: Mode,
+    host: &Host,
 ) {
     let io = Io {
         stream: stream.clone(),
@@ -153,6 +211,7 @@ pub(crate) fn run(
         let event = match (ws.read(), &mut mode) {
             (Ok(Message::Text(text)), Mode::Frames(throttle)) => {
                 throttle.wait();
+                host.report(id, || Payload::Text(text.to_string()));
                 Event::Message {
                     id,
                     opcode: frame::TEXT,
@@ -161,6 +220,7 @@ pub(crate) fn run(
             }
             (Ok(Message::Binary(data)), Mode::Frames(throttle)) => {
                 throttle.wait();
+                host.report(id, || Payload::Binary(data.to_vec()));
                 Event::Message {
                     id,
                     opcode: frame::BINARY,
@@ -168,14 +228,20 @@ pub(crate) fn run(
                 }
             }
             (Ok(msg @ (Message::Text(_) | Message::Binary(_))), Mode::Chat(limit)) => {
-                let input = match msg {
-                    Message::Text(text) => chat::parse_input(&text),
-                    _ => Input::Binary,
+                let input = match &msg {
+                    Message::Text(text) => {
+                        host.report(id, || Payload::Text(text.to_string()));
+                        chat::parse_input(text)
+                    }
+                    _ => {
+                        host.report(id, || Payload::Binary(msg.clone().into_data().to_vec()));
+                        Input::Binary
+                    }
                 };
                 match limit.admit(input) {
                     Some(input) => Event::Chat {
                         id,
-                        input: Box::new(input),
+                        input: Box::new(host.filter(input)),
                     },
                     None => {
                         debug!("client {id}: flooding past the rate limit; closing with 1008");

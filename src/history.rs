@@ -121,7 +121,7 @@ impl RoomHistory {
 }
 
 /// When the log is forced to stable storage. Whatever the policy, a record is written to the
-/// file (the OS page cache) before [`Log::flush`] returns, so a killed process (`kill -9`,
+/// file (the OS page cache) before the dispatcher delivers it, so a killed process (`kill -9`,
 /// a panic) loses nothing that was delivered; the policy only matters for power loss and
 /// kernel crashes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -25,6 +25,7 @@ use tungstenite::Bytes;
 
 use crate::chat::{Chat, Delivery, Input, Outbox};
 use crate::config::Config;
+use crate::embed::ServerEvent;
 use crate::frame;
 use crate::stats::Stats;
 use crate::sys::{self, Epoll};
@@ -144,6 +145,8 @@ pub(crate) struct Hub {
     outbox: Outbox,
     /// The chat changed this batch: its log must be committed before anything is written.
     chat_touched: bool,
+    /// The host program's event channel, for accepted chat messages.
+    events: Option<Sender<ServerEvent>>,
     /// Set when shutting down: the time after which remaining sockets are cut.
     shutdown_deadline: Option<Instant>,
 }
@@ -155,6 +158,7 @@ impl Hub {
         rx: Receiver<Event>,
         epoll: Arc<Epoll>,
         chat: Chat,
+        events: Option<Sender<ServerEvent>>,
     ) -> Hub {
         let welcome = cfg
             .welcome
@@ -171,7 +175,12 @@ impl Hub {
             delivered: 0,
             welcome,
             chat,
-            outbox: Outbox::new(),
+            outbox: {
+                let mut outbox = Outbox::new();
+                outbox.observe = events.is_some();
+                outbox
+            },
+            events,
             chat_touched: false,
             shutdown_deadline: None,
         }
@@ -496,6 +505,20 @@ impl Hub {
     }
 
     fn deliver_chat(&mut self) {
+        if let Some(events) = &self.events {
+            for p in self.outbox.posted.drain(..) {
+                let event = ServerEvent::ChatMessage {
+                    id: p.id,
+                    room: p.room,
+                    from: p.from,
+                    text: p.text,
+                };
+                // Never wait for the host: every client would wait with us.
+                if events.try_send(event).is_err() {
+                    self.stats.events_dropped.fetch_add(1, Relaxed);
+                }
+            }
+        }
         let mut encoded = Vec::new();
         let deliveries: Vec<Delivery> = self.outbox.drain().collect();
         for delivery in deliveries {

@@ -27,6 +27,7 @@ mod auth;
 mod chat;
 mod config;
 mod conn;
+mod embed;
 mod error;
 mod frame;
 mod history;
@@ -42,7 +43,8 @@ mod web;
 
 pub use chat::ChatConfig;
 pub use config::Config;
+pub use embed::{AdmitRequest, Payload, ServerEvent};
 pub use error::{Error, Result};
 pub use history::Fsync;
-pub use server::{Handle, Server};
+pub use server::{Builder, Handle, Server};
 pub use sys::{Signal, block_shutdown_signals, raise_fd_limit, wait_signal};

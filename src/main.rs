@@ -51,6 +51,11 @@ fn serve(mut config: wschat::Config) -> ExitCode {
         eprintln!("wschat: cannot set up signal handling: {e}");
         return ExitCode::FAILURE;
     }
+    if config.api_key.is_none() {
+        config.api_key = std::env::var("WSCHAT_API_KEY")
+            .ok()
+            .filter(|k| !k.is_empty());
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     if let Err(e) = wschat::raise_fd_limit() {
         log::warn!("could not raise the open-files limit: {e}");

@@ -63,6 +63,8 @@ pub(crate) enum ErrorCode {
     ServerRoomLimit,
     /// A binary frame; `/chat` speaks JSON text only.
     BinaryNotSupported,
+    /// The server's message filter (a hook of the program embedding wschat) refused the text.
+    Filtered,
 }
 
 impl ErrorCode {
@@ -84,6 +86,7 @@ impl ErrorCode {
             ErrorCode::TooManyRooms => "too_many_rooms",
             ErrorCode::ServerRoomLimit => "server_room_limit",
             ErrorCode::BinaryNotSupported => "binary_not_supported",
+            ErrorCode::Filtered => "filtered",
         }
     }
 }
@@ -759,6 +762,7 @@ mod tests {
             TooManyRooms,
             ServerRoomLimit,
             BinaryNotSupported,
+            Filtered,
         ] {
             assert_eq!(
                 serde_json::to_string(&c).unwrap(),

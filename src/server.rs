@@ -17,7 +17,8 @@ use tungstenite::Bytes;
 use crate::auth::{self, Tokens};
 use crate::chat::Chat;
 use crate::config::Config;
-use crate::conn::{ChatLimit, Mode, Throttle};
+use crate::conn::{ChatLimit, Host, Mode, Throttle};
+use crate::embed::{AdmitRequest, Hooks, ServerEvent};
 use crate::error::{Error, Result};
 use crate::frame;
 use crate::http::{self, HeadError};
@@ -56,6 +57,76 @@ struct Shared {
     tokens: RwLock<Arc<Tokens>>,
     /// Connections per peer address, for `max_per_ip`.
     per_ip: Mutex<HashMap<IpAddr, usize>>,
+    hooks: Hooks,
+    events: Option<Sender<ServerEvent>>,
+}
+
+/// Starts a server with hooks and events; see [`Server::builder`].
+pub struct Builder {
+    config: Config,
+    hooks: Hooks,
+    events: Option<usize>,
+}
+
+impl Builder {
+    /// Decide admission yourself (e.g. check a token against your own users): called in the
+    /// connection's thread for every WebSocket handshake that passed the built-in checks, before
+    /// the 101. `Err(status)` refuses with that HTTP status (a 4xx, e.g. 401 or 403; anything
+    /// else is sent as 403).
+    ///
+    /// ```
+    /// let mut config = wschat::Config::default();
+    /// config.addr = "127.0.0.1:0".parse().unwrap();
+    /// let server = wschat::Server::builder(config)
+    ///     .admit(|req| match req.query("key").as_deref() {
+    ///         Some("let-me-in") => Ok(()),
+    ///         _ => Err(401),
+    ///     })
+    ///     .bind()?;
+    /// # Ok::<(), wschat::Error>(())
+    /// ```
+    pub fn admit(
+        mut self,
+        hook: impl Fn(&AdmitRequest<'_>) -> std::result::Result<(), u16> + Send + Sync + 'static,
+    ) -> Builder {
+        self.hooks.admit = Some(Arc::new(hook));
+        self
+    }
+
+    /// Filter or rewrite chat messages (`say`, `dm` and plain text on `/chat`) before they are
+    /// broadcast: return `Some(text)` to send it (changed or not), `None` to refuse it (the
+    /// sender gets `error filtered`). Called exactly once per message, in the sender's
+    /// connection thread, so a slow filter delays only that sender, never the dispatcher.
+    ///
+    /// ```
+    /// let mut config = wschat::Config::default();
+    /// config.addr = "127.0.0.1:0".parse().unwrap();
+    /// let server = wschat::Server::builder(config)
+    ///     .filter(|text| Some(text.replace("darn", "d**n")))
+    ///     .bind()?;
+    /// # Ok::<(), wschat::Error>(())
+    /// ```
+    pub fn filter(
+        mut self,
+        hook: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    ) -> Builder {
+        self.hooks.filter = Some(Arc::new(hook));
+        self
+    }
+
+    /// Receive [`ServerEvent`]s through [`Server::events`], with room for `capacity` unread
+    /// events. When they are not read: connection threads wait (their clients are slowed, no
+    /// message is lost), while chat-room events, which come from the dispatcher that must
+    /// never wait, are dropped and counted in `wschat_events_dropped_total`.
+    pub fn events(mut self, capacity: usize) -> Builder {
+        self.events = Some(capacity.max(1));
+        self
+    }
+
+    /// Binds and starts the server; see [`Server::bind`].
+    pub fn bind(self) -> Result<Server> {
+        Server::start(self)
+    }
 }
 
 /// A running server. Dropping it shuts it down and waits for it.
@@ -68,6 +139,7 @@ struct Shared {
 /// ```
 pub struct Server {
     handle: Handle,
+    events: Option<crossbeam_channel::Receiver<ServerEvent>>,
     threads: Vec<JoinHandle<()>>,
     web: Option<Web>,
 }
@@ -88,6 +160,39 @@ impl Server {
     /// [`Error::Bind`] when the address cannot be bound, [`Error::Config`] for an out-of-range
     /// setting, [`Error::Io`] when a thread or the internal page server cannot start.
     pub fn bind(config: Config) -> Result<Server> {
+        Server::builder(config).bind()
+    }
+
+    /// A [`Builder`] for a server with hooks or events.
+    pub fn builder(config: Config) -> Builder {
+        Builder {
+            config,
+            hooks: Hooks::default(),
+            events: None,
+        }
+    }
+
+    /// What clients do, as events, when the server was built with
+    /// [`Builder::events`]; `None` otherwise. The receiver can be cloned.
+    ///
+    /// ```
+    /// let mut config = wschat::Config::default();
+    /// config.addr = "127.0.0.1:0".parse().unwrap();
+    /// let server = wschat::Server::builder(config).events(1024).bind()?;
+    /// let events = server.events().expect("asked for events");
+    /// assert!(events.try_recv().is_err()); // nobody connected yet
+    /// # Ok::<(), wschat::Error>(())
+    /// ```
+    pub fn events(&self) -> Option<crossbeam_channel::Receiver<ServerEvent>> {
+        self.events.clone()
+    }
+
+    fn start(builder: Builder) -> Result<Server> {
+        let Builder {
+            config,
+            hooks,
+            events,
+        } = builder;
         validate(&config)?;
         let listener = TcpListener::bind(config.addr).map_err(|source| Error::Bind {
             addr: config.addr,
@@ -111,8 +216,15 @@ impl Server {
         let chat = Chat::open(config.chat.clone())?;
         let cfg = Arc::new(config);
         let stats = Arc::new(Stats::default());
-        let web = Web::start(&cfg, stats.clone())?;
         let (tx, rx) = crossbeam_channel::bounded(hub::QUEUE_CAPACITY);
+        let web = Web::start(&cfg, stats.clone(), tx.clone())?;
+        let (events_tx, events_rx) = match events {
+            Some(capacity) => {
+                let (t, r) = crossbeam_channel::bounded(capacity);
+                (Some(t), Some(r))
+            }
+            None => (None, None),
+        };
         let epoll = Arc::new(Epoll::new()?);
         let shared = Arc::new(Shared {
             cfg: cfg.clone(),
@@ -127,10 +239,12 @@ impl Server {
             rejecters: AtomicUsize::new(0),
             tokens: RwLock::new(Arc::new(tokens)),
             per_ip: Mutex::new(HashMap::new()),
+            hooks,
+            events: events_tx.clone(),
         });
 
         let mut threads = Vec::new();
-        let hub = Hub::new(cfg.clone(), stats, rx, epoll.clone(), chat);
+        let hub = Hub::new(cfg.clone(), stats, rx, epoll.clone(), chat, events_tx);
         threads.push(spawn("wschat-dispatch", move || hub.run())?);
         threads.push(spawn("wschat-poller", move || hub::run_poller(epoll, tx))?);
         let accept_shared = shared.clone();
@@ -138,6 +252,7 @@ impl Server {
         info!("listening on http://{local_addr} (max {max_connections} connections)");
         Ok(Server {
             handle: Handle { shared },
+            events: events_rx,
             threads,
             web: Some(web),
         })
@@ -514,6 +629,18 @@ fn serve(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
             }
         }
     };
+    if let Some(admit) = &shared.hooks.admit {
+        if let Err(status) = admit(&AdmitRequest { head: &head, peer }) {
+            let status = if (400..500).contains(&status) {
+                status
+            } else {
+                403
+            };
+            debug!("{peer}: refused by the admission hook with {status}");
+            shared.stats.rejected(status);
+            return http::reject(&stream, status, &[]);
+        }
+    }
     if let (Route::Chat { name, bound, .. }, Some(bound_name)) = (
         &mut accepted.route,
         grant.as_ref().and_then(|g| g.name.clone()),
@@ -541,6 +668,18 @@ fn serve(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
         Route::Relay(_) => Mode::Frames(Throttle::new(cfg.relay_rate, cfg.relay_burst)),
         Route::Echo => Mode::Frames(Throttle::new(0.0, 0.0)),
     };
+    let host = Host {
+        events: shared.events.clone(),
+        filter: shared.hooks.filter.clone(),
+        path: head.path().to_string(),
+    };
+    if let Some(events) = &host.events {
+        let _ = events.send(ServerEvent::Connected {
+            client: id,
+            path: host.path.clone(),
+            peer,
+        });
+    }
     let opened = shared.tx.send(Event::Open {
         id,
         stream: stream.clone(),
@@ -548,7 +687,10 @@ fn serve(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
         token: grant.map(|g| g.token),
     });
     if opened.is_ok() {
-        crate::conn::run(id, stream, head.rest, cfg, &shared.tx, mode);
+        crate::conn::run(id, stream, head.rest, cfg, &shared.tx, mode, &host);
+    }
+    if let Some(events) = &host.events {
+        let _ = events.send(ServerEvent::Left { client: id });
     }
     shared.stats.ws_open.fetch_sub(1, Relaxed);
     debug!("{peer}: client {id} disconnected");

@@ -27,6 +27,8 @@ pub(crate) struct Stats {
     pub heartbeat_timeouts: AtomicU64,
     pub protocol_errors: AtomicU64,
     pub http_requests: AtomicU64,
+    /// Chat events the host program did not take in time.
+    pub events_dropped: AtomicU64,
     rejected: [AtomicU64; REJECT_STATUSES.len()],
     rejected_other: AtomicU64,
     /// Chat rooms that exist, and chat users connected (updated by the dispatcher).
@@ -118,6 +120,12 @@ impl Stats {
             "counter",
             "Plain HTTP requests forwarded to the page server.",
             self.http_requests.load(Relaxed),
+        );
+        metric(
+            "wschat_events_dropped_total",
+            "counter",
+            "Chat-room events dropped because the embedding program's event queue was full.",
+            self.events_dropped.load(Relaxed),
         );
         metric(
             "wschat_dispatcher_queue_depth",

@@ -21,12 +21,14 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::Sender;
 use log::{debug, warn};
 use tiny_http::{Header, Method, Response, StatusCode};
 
 use crate::assets;
 use crate::config::Config;
 use crate::http::{self, Head};
+use crate::hub::Event;
 use crate::stats::Stats;
 
 /// Threads answering page requests. Each answer is a copy of an in-memory file, so two are
@@ -60,10 +62,13 @@ pub(crate) struct Web {
 struct Ctx {
     public_dir: Option<PathBuf>,
     stats: Arc<Stats>,
+    /// To publish into the relay and the chat (`POST /api/publish`).
+    tx: Sender<Event>,
+    api_key: Option<String>,
 }
 
 impl Web {
-    pub(crate) fn start(cfg: &Config, stats: Arc<Stats>) -> io::Result<Web> {
+    pub(crate) fn start(cfg: &Config, stats: Arc<Stats>, tx: Sender<Event>) -> io::Result<Web> {
         let server = tiny_http::Server::http("127.0.0.1:0").map_err(io::Error::other)?;
         let addr = server
             .server_addr()
@@ -73,6 +78,8 @@ impl Web {
         let ctx = Arc::new(Ctx {
             public_dir: cfg.public_dir.clone(),
             stats,
+            tx,
+            api_key: cfg.api_key.clone().filter(|k| !k.is_empty()),
         });
         let mut threads = Vec::new();
         for i in 0..HANDLER_THREADS {
@@ -110,11 +117,17 @@ fn header(name: &str, value: &str) -> Header {
     Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("valid header")
 }
 
-fn respond(ctx: &Ctx, request: tiny_http::Request) {
+fn respond(ctx: &Ctx, mut request: tiny_http::Request) {
     ctx.stats.http_requests.fetch_add(1, Relaxed);
     let path = request.url().split('?').next().unwrap_or("").to_string();
     let is_get = matches!(request.method(), Method::Get | Method::Head);
-    let response = if !is_get {
+    let response = if path == "/api/publish" {
+        let (status, body) = publish(ctx, &mut request);
+        Response::from_string(body.to_string())
+            .with_status_code(StatusCode(status))
+            .with_header(header("Content-Type", "application/json"))
+            .with_header(header("Cache-Control", "no-store"))
+    } else if !is_get {
         text(405, "405 Method Not Allowed\n").with_header(header("Allow", "GET, HEAD"))
     } else if path == "/healthz" {
         Response::from_string("{\"ok\":1}")
@@ -155,6 +168,93 @@ fn respond(ctx: &Ctx, request: tiny_http::Request) {
     };
     if let Err(e) = request.respond(response) {
         debug!("http: could not send response for {path}: {e}");
+    }
+}
+
+/// Longest the publish endpoint waits for the dispatcher to accept a chat message. It answers
+/// within a batch (milliseconds); this only bounds a server that is shutting down.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `POST /api/publish`: `{"channel": "news", "text": "..."}` publishes to a relay channel (`""`
+/// is the one at `/`), `{"room": "lobby", "text": "...", "from": "ci"}` says it in a chat room.
+/// Needs the API key (`Authorization: Bearer KEY` or `X-API-Key: KEY`); refused entirely when
+/// none is configured, so a server never accepts anonymous publishing by accident.
+fn publish(ctx: &Ctx, request: &mut tiny_http::Request) -> (u16, serde_json::Value) {
+    use serde_json::json;
+    if *request.method() != Method::Post {
+        return (405, json!({"ok": false, "error": "use POST"}));
+    }
+    let Some(key) = &ctx.api_key else {
+        return (
+            403,
+            json!({"ok": false, "error": "publishing over HTTP is off; start the server with --api-key"}),
+        );
+    };
+    let presented = request.headers().iter().find_map(|h| {
+        if h.field.equiv("X-API-Key") {
+            Some(h.value.as_str().trim().to_string())
+        } else if h.field.equiv("Authorization") {
+            let v = h.value.as_str();
+            v.get(..7)
+                .filter(|p| p.eq_ignore_ascii_case("bearer "))
+                .map(|_| v[7..].trim().to_string())
+        } else {
+            None
+        }
+    });
+    if !presented.is_some_and(|p| crate::auth::ct_eq(p.as_bytes(), key.as_bytes())) {
+        return (
+            401,
+            json!({"ok": false, "error": "missing or wrong API key"}),
+        );
+    }
+    let mut body = String::new();
+    if request.as_reader().read_to_string(&mut body).is_err() {
+        return (400, json!({"ok": false, "error": "body is not UTF-8"}));
+    }
+    let Ok(serde_json::Value::Object(msg)) = serde_json::from_str::<serde_json::Value>(&body)
+    else {
+        return (
+            400,
+            json!({"ok": false, "error": "body must be a JSON object"}),
+        );
+    };
+    let Some(text) = msg.get("text").and_then(|t| t.as_str()) else {
+        return (
+            400,
+            json!({"ok": false, "error": "`text` (a string) is required"}),
+        );
+    };
+    if let Some(room) = msg.get("room").and_then(|r| r.as_str()) {
+        let from = msg.get("from").and_then(|f| f.as_str()).unwrap_or("api");
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        let event = Event::Say {
+            room: room.to_string(),
+            from: from.to_string(),
+            text: text.to_string(),
+            reply: Some(reply),
+        };
+        if ctx.tx.send(event).is_err() {
+            return (503, json!({"ok": false, "error": "shutting down"}));
+        }
+        return match answer.recv_timeout(PUBLISH_TIMEOUT) {
+            Ok(Ok(id)) => (200, json!({"ok": true, "id": id})),
+            Ok(Err(why)) => (400, json!({"ok": false, "error": why})),
+            Err(_) => (503, json!({"ok": false, "error": "shutting down"})),
+        };
+    }
+    let channel = msg.get("channel").and_then(|c| c.as_str()).unwrap_or("");
+    if !channel.is_empty() && !crate::upgrade::valid_channel(channel) {
+        return (400, json!({"ok": false, "error": "bad channel name"}));
+    }
+    let event = Event::Publish {
+        channel: channel.to_string(),
+        opcode: crate::frame::TEXT,
+        data: tungstenite::Bytes::from(text.to_string()),
+    };
+    match ctx.tx.send(event) {
+        Ok(()) => (200, json!({"ok": true})),
+        Err(_) => (503, json!({"ok": false, "error": "shutting down"})),
     }
 }
 

@@ -140,3 +140,20 @@ pub fn rss_kib() -> u64 {
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
+
+/// Sends a request and returns the response head only (up to the blank line), without waiting
+/// for the connection to close: a 101 keeps it open.
+pub fn response_head(addr: SocketAddr, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let _ = s.write_all(request);
+    let mut out = Vec::new();
+    let mut byte = [0u8; 1];
+    while !out.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => out.push(byte[0]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
