@@ -90,6 +90,15 @@ const OPTIONS: &[Opt] = &[
         },
     },
     Opt {
+        name: "park-after",
+        value: "SECS",
+        help: "idle time after which a connection's thread ends and it waits in the parking thread; 0 = never [default: 5]",
+        set: |c, v| {
+            c.park_after = seconds(v)?;
+            Ok(())
+        },
+    },
+    Opt {
         name: "handshake-timeout",
         value: "SECS",
         help: "time for a request head to arrive [default: 5]",

@@ -14,7 +14,7 @@ use crossbeam_channel::Sender;
 use log::{debug, trace};
 use tungstenite::error::{Error as WsError, ProtocolError};
 use tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
-use tungstenite::{Bytes, Message};
+use tungstenite::{Bytes, Message, Result as WsResult};
 
 use crate::chat::{self, Input};
 use crate::config::Config;
@@ -23,6 +23,7 @@ use crate::frame;
 use crate::hub::{ClientId, Event};
 use crate::protocol::{ErrorCode, Reject, Request};
 use crate::ratelimit::TokenBucket;
+use crate::sys;
 
 /// After the last frame to a closing client is queued, how long this thread waits for the
 /// client to close its side. Long enough for a slow link to read our Close; short enough that a
@@ -156,15 +157,63 @@ impl Host {
     }
 }
 
-/// What tungstenite reads from and writes to: reads come from the socket, writes only collect.
+/// tungstenite's own read buffer per connection. It is allocated for the connection's whole
+/// life (and zero-filled, so resident) and cannot be freed from outside; 256 bytes holds a
+/// typical chat or heartbeat frame. The bulk reading goes through `Io`'s read-ahead, which
+/// can be freed while the connection is parked.
+const WS_READ_BUFFER: usize = 256;
+
+/// What tungstenite reads from and writes to: reads come from the socket through a read-ahead
+/// buffer, writes only collect.
 struct Io {
     stream: Arc<TcpStream>,
     written: Vec<u8>,
+    /// Read-ahead: `ahead[pos..]` is unread. Sized `read_buffer_size` (one syscall fetches that
+    /// much), freed when the connection parks with nothing left in it.
+    ahead: Vec<u8>,
+    pos: usize,
+    ahead_size: usize,
+    /// Read without waiting (on the parking thread); otherwise block (on a connection thread,
+    /// until the socket's read timeout, `park_after`).
+    nonblocking: bool,
+}
+
+impl Io {
+    fn fill(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.nonblocking {
+            sys::recv_nonblocking(&*self.stream, buf)
+        } else {
+            (&*self.stream).read(buf)
+        }
+    }
+
+    /// Frees the read-ahead buffer if nothing is left in it (the connection is going idle).
+    fn release(&mut self) {
+        if self.pos >= self.ahead.len() {
+            self.ahead = Vec::new();
+            self.pos = 0;
+        }
+    }
 }
 
 impl Read for Io {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        (&*self.stream).read(buf)
+        if self.pos >= self.ahead.len() {
+            if buf.len() >= self.ahead_size {
+                return self.fill(buf);
+            }
+            let mut ahead = std::mem::take(&mut self.ahead);
+            ahead.resize(self.ahead_size, 0);
+            let n = self.fill(&mut ahead);
+            ahead.truncate(*n.as_ref().unwrap_or(&0));
+            self.ahead = ahead;
+            self.pos = 0;
+            n?;
+        }
+        let n = buf.len().min(self.ahead.len() - self.pos);
+        buf[..n].copy_from_slice(&self.ahead[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
     }
 }
 
@@ -182,33 +231,149 @@ impl Write for Io {
 /// tungstenite's settings for a server connection under `cfg`.
 pub(crate) fn ws_config(cfg: &Config) -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(cfg.read_buffer_size)
+        .read_buffer_size(WS_READ_BUFFER.min(cfg.read_buffer_size))
         // Writes go to `Io::written`, never to the socket: nothing to buffer.
         .write_buffer_size(0)
         .max_message_size(Some(cfg.max_message_size))
         .max_frame_size(Some(cfg.max_message_size))
 }
 
-/// Reads frames until the connection ends, then reports `Gone`.
-///
-/// `early` holds bytes that arrived with the request head (a client that did not wait for the
-/// 101 before sending its first frame).
-pub(crate) fn run(
-    id: ClientId,
+/// The reading side of one WebSocket connection: everything needed to go on reading it on any
+/// thread, so that an idle connection can be parked (its thread ended, its stack freed) and
+/// resumed later on a new thread with its tungstenite state intact.
+pub(crate) struct Conn {
+    pub(crate) id: ClientId,
     stream: Arc<TcpStream>,
-    early: Vec<u8>,
-    cfg: &Config,
-    tx: &Sender<Event>,
-    mut mode: Mode,
-    host: &Host,
-) {
-    let io = Io {
-        stream: stream.clone(),
-        written: Vec::new(),
-    };
-    let mut ws = WebSocket::from_partially_read(io, early, Role::Server, Some(ws_config(cfg)));
-    loop {
-        let event = match (ws.read(), &mut mode) {
+    ws: WebSocket<Io>,
+    mode: Mode,
+    host: Host,
+    tx: Sender<Event>,
+    /// Already added to the parking thread's epoll once (re-arming is then a MOD).
+    pub(crate) in_poller: bool,
+    /// Runs once when the connection ends, wherever that happens (counters, the Left event).
+    on_end: Option<Box<dyn FnOnce() + Send>>,
+}
+
+/// Why a connection thread stopped reading.
+pub(crate) enum Stop {
+    /// The connection is over.
+    Ended,
+    /// Nothing arrived for `park_after`: park it.
+    Idle,
+}
+
+/// What the parking thread found on a parked connection that became readable.
+pub(crate) enum Poke {
+    /// Only heartbeats (handled), or half a frame: stay parked.
+    Parked,
+    /// Data, a Close, an error, or more traffic than the parking thread should handle: go
+    /// back to a thread of its own, starting with this read's result.
+    Wake(Option<WsResult<Message>>),
+}
+
+/// Frames the parking thread handles on one wake-up before it hands a chatty connection back to
+/// a thread of its own (the parking thread serves every idle connection; none may hog it).
+const POKE_BUDGET: usize = 16;
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Event::Gone { id: self.id });
+        if let Some(on_end) = self.on_end.take() {
+            on_end();
+        }
+    }
+}
+
+impl Conn {
+    /// A connection whose handshake is done; `early` holds bytes that arrived with the request
+    /// head (a client that did not wait for the 101 before sending its first frame).
+    #[allow(clippy::too_many_arguments)] // one constructor, called once, fields named at the call
+    pub(crate) fn new(
+        id: ClientId,
+        stream: Arc<TcpStream>,
+        early: Vec<u8>,
+        cfg: &Config,
+        tx: Sender<Event>,
+        mode: Mode,
+        host: Host,
+        on_end: Box<dyn FnOnce() + Send>,
+    ) -> Conn {
+        let io = Io {
+            stream: stream.clone(),
+            written: Vec::new(),
+            ahead: Vec::new(),
+            pos: 0,
+            ahead_size: cfg.read_buffer_size,
+            nonblocking: false,
+        };
+        let ws = WebSocket::from_partially_read(io, early, Role::Server, Some(ws_config(cfg)));
+        Conn {
+            id,
+            stream,
+            ws,
+            mode,
+            host,
+            tx,
+            in_poller: false,
+            on_end: Some(on_end),
+        }
+    }
+
+    pub(crate) fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// Reads frames on the calling thread (starting with `first`, a result the parking thread
+    /// already read) until the connection ends or stays silent for the socket's read timeout.
+    pub(crate) fn run(&mut self, mut first: Option<WsResult<Message>>) -> Stop {
+        loop {
+            let result = first.take().unwrap_or_else(|| self.ws.read());
+            if is_idle(&result) {
+                self.ws.get_mut().release();
+                return Stop::Idle;
+            }
+            if !self.step(result) {
+                return Stop::Ended;
+            }
+        }
+    }
+
+    /// On the parking thread: reads what arrived, without waiting. Heartbeats are answered
+    /// here, so a parked connection that only pongs never needs a thread.
+    pub(crate) fn poke(&mut self) -> Poke {
+        self.ws.get_mut().nonblocking = true;
+        let mut outcome = Poke::Wake(None);
+        for _ in 0..POKE_BUDGET {
+            let result = self.ws.read();
+            match result {
+                Ok(Message::Ping(_) | Message::Pong(_)) => {
+                    if !self.step(result) {
+                        break; // the dispatcher is gone; the wake-up ends it
+                    }
+                }
+                Err(WsError::Io(ref e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    outcome = Poke::Parked;
+                    break;
+                }
+                other => {
+                    outcome = Poke::Wake(Some(other));
+                    break;
+                }
+            }
+        }
+        let io = self.ws.get_mut();
+        io.nonblocking = false;
+        if matches!(outcome, Poke::Parked) {
+            io.release();
+        }
+        outcome
+    }
+
+    /// Handles one read result; `false` when the connection is over.
+    fn step(&mut self, result: WsResult<Message>) -> bool {
+        let id = self.id;
+        let host = &self.host;
+        let event = match (result, &mut self.mode) {
             (Ok(Message::Text(text)), Mode::Frames(throttle)) => {
                 throttle.wait();
                 host.report(id, || Payload::Text(text.to_string()));
@@ -247,49 +412,51 @@ pub(crate) fn run(
                         debug!("client {id}: flooding past the rate limit; closing with 1008");
                         let mut bytes = Vec::new();
                         frame::encode_close(1008, "rate limit exceeded", &mut bytes);
-                        finish(id, &stream, tx, bytes);
-                        return;
+                        finish(id, &self.stream, &self.tx, bytes);
+                        return false;
                     }
                 }
             }
             (Ok(Message::Ping(_)), _) => {
                 // tungstenite queued the pong; flushing writes it into `written`.
-                let _ = ws.flush();
+                let _ = self.ws.flush();
                 Event::Control {
                     id,
-                    bytes: std::mem::take(&mut ws.get_mut().written),
+                    bytes: std::mem::take(&mut self.ws.get_mut().written),
                 }
             }
             (Ok(Message::Pong(_)), _) => Event::Pong { id },
             (Ok(Message::Close(close)), _) => {
                 trace!("client {id} sent Close {close:?}");
                 // Writes the reply Close into `written` (then reports ConnectionClosed).
-                let _ = ws.flush();
-                let bytes = std::mem::take(&mut ws.get_mut().written);
-                finish(id, &stream, tx, bytes);
-                return;
+                let _ = self.ws.flush();
+                let bytes = std::mem::take(&mut self.ws.get_mut().written);
+                finish(id, &self.stream, &self.tx, bytes);
+                return false;
             }
-            (Ok(Message::Frame(_)), _) => continue, // only produced when writing raw frames
+            (Ok(Message::Frame(_)), _) => return true, // only produced when writing raw frames
             (Err(e), _) => {
                 match close_for(&e) {
                     Some((code, reason)) => {
                         debug!("client {id}: {e}; closing with {code}");
                         let mut bytes = Vec::new();
                         frame::encode_close(code, reason, &mut bytes);
-                        finish(id, &stream, tx, bytes);
+                        finish(id, &self.stream, &self.tx, bytes);
                     }
-                    None => {
-                        trace!("client {id}: connection ended: {e}");
-                        let _ = tx.send(Event::Gone { id });
-                    }
+                    None => trace!("client {id}: connection ended: {e}"),
                 }
-                return;
+                return false;
             }
         };
-        if tx.send(event).is_err() {
-            return; // the dispatcher is gone: the server is shutting down
-        }
+        // An error means the dispatcher is gone: the server is shutting down.
+        self.tx.send(event).is_ok()
     }
+}
+
+/// The socket's read timeout passed with nothing to read (`park_after`).
+fn is_idle(result: &WsResult<Message>) -> bool {
+    matches!(result, Err(WsError::Io(e))
+        if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut))
 }
 
 /// The close code RFC 6455 asks for after a read error, or `None` when the peer is simply gone.
@@ -304,8 +471,8 @@ fn close_for(e: &WsError) -> Option<(u16, &'static str)> {
     }
 }
 
-/// Hands the last frame to the dispatcher, waits (bounded) for the client to close its side,
-/// then reports `Gone`.
+/// Hands the last frame to the dispatcher and waits (bounded) for the client to close its side.
+/// (`Gone` follows when the `Conn` is dropped.)
 fn finish(id: ClientId, stream: &TcpStream, tx: &Sender<Event>, last: Vec<u8>) {
     if tx.send(Event::Closing { id, bytes: last }).is_err() {
         return;
@@ -327,5 +494,4 @@ fn finish(id: ClientId, stream: &TcpStream, tx: &Sender<Event>, last: Vec<u8>) {
             Err(_) => break,
         }
     }
-    let _ = tx.send(Event::Gone { id });
 }

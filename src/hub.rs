@@ -49,10 +49,6 @@ const BATCH_DELIVERIES: usize = 16 * 1024;
 /// Events per batch, for the same reason when events deliver little (e.g. echo).
 const BATCH_EVENTS: usize = 1024;
 
-/// A fully sent queue keeps its allocation only up to this size: idle clients should hold
-/// no memory, and a burst's buffer is not worth keeping.
-const KEEP_QUEUE_CAPACITY: usize = 4 * 1024;
-
 /// What the dispatcher is told, by connection threads, the writer poller and the handle.
 pub(crate) enum Event {
     /// A handshake was accepted; from now on the dispatcher writes to `stream`, starting with
@@ -641,11 +637,9 @@ impl Hub {
             return self.drop_client(id, None);
         }
         if c.sent == c.queue.len() {
-            if c.queue.capacity() > KEEP_QUEUE_CAPACITY {
-                c.queue = Vec::new();
-            } else {
-                c.queue.clear();
-            }
+            // Free it: idle clients should hold no memory, and one allocation per batch is
+            // nothing next to the send() that emptied it.
+            c.queue = Vec::new();
             c.sent = 0;
             if c.closing && !c.half_closed {
                 // Everything including the Close frame is out: send FIN. The connection thread

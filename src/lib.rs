@@ -35,6 +35,7 @@ mod frame;
 mod history;
 mod http;
 mod hub;
+mod park;
 mod protocol;
 mod ratelimit;
 mod server;

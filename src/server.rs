@@ -17,12 +17,13 @@ use tungstenite::Bytes;
 use crate::auth::{self, Tokens};
 use crate::chat::Chat;
 use crate::config::Config;
-use crate::conn::{ChatLimit, Host, Mode, Throttle};
+use crate::conn::{ChatLimit, Conn, Host, Mode, Throttle};
 use crate::embed::{AdmitRequest, Hooks, ServerEvent};
 use crate::error::{Error, Result};
 use crate::frame;
 use crate::http::{self, HeadError};
 use crate::hub::{self, Event, Hub};
+use crate::park::{self, Parking};
 use crate::stats::Stats;
 use crate::sys::{self, Epoll};
 use crate::upgrade::{self, Route};
@@ -59,6 +60,7 @@ struct Shared {
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     hooks: Hooks,
     events: Option<Sender<ServerEvent>>,
+    parking: Arc<Parking>,
 }
 
 /// Starts a server with hooks and events; see [`Server::builder`].
@@ -226,6 +228,7 @@ impl Server {
             None => (None, None),
         };
         let epoll = Arc::new(Epoll::new()?);
+        let parking = Arc::new(Parking::new(cfg.clone(), stats.clone())?);
         let shared = Arc::new(Shared {
             cfg: cfg.clone(),
             local_addr,
@@ -241,11 +244,17 @@ impl Server {
             per_ip: Mutex::new(HashMap::new()),
             hooks,
             events: events_tx.clone(),
+            parking: parking.clone(),
         });
 
         let mut threads = Vec::new();
         let hub = Hub::new(cfg.clone(), stats, rx, epoll.clone(), chat, events_tx);
-        threads.push(spawn("wschat-dispatch", move || hub.run())?);
+        let hub_parking = parking.clone();
+        threads.push(spawn("wschat-dispatch", move || {
+            hub.run();
+            hub_parking.stop();
+        })?);
+        threads.push(spawn("wschat-park", move || parking.run())?);
         threads.push(spawn("wschat-poller", move || hub::run_poller(epoll, tx))?);
         let accept_shared = shared.clone();
         threads.push(spawn("wschat-accept", move || accept_loop(&accept_shared))?);
@@ -495,18 +504,16 @@ fn accept_loop(shared: &Arc<Shared>) {
             continue;
         }
         shared.stats.tcp_open.fetch_add(1, Relaxed);
-        let conn_shared = shared.clone();
+        let slot = Slot {
+            shared: shared.clone(),
+            ip: peer.ip(),
+        };
         let spawned = std::thread::Builder::new()
             .name("wschat-conn".into())
             .stack_size(shared.cfg.thread_stack_size)
-            .spawn(move || {
-                serve(&conn_shared, stream, peer);
-                conn_shared.leave_ip(peer.ip());
-                conn_shared.stats.tcp_open.fetch_sub(1, Relaxed);
-            });
+            .spawn(move || serve(slot, stream, peer));
         if let Err(e) = spawned {
-            shared.leave_ip(peer.ip());
-            shared.stats.tcp_open.fetch_sub(1, Relaxed);
+            // The closure, and the slot in it, was dropped: the counts are already given back.
             if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
                 warn!("cannot start a connection thread (connection dropped): {e}");
                 last_warning = Some(Instant::now());
@@ -514,6 +521,21 @@ fn accept_loop(shared: &Arc<Shared>) {
         }
     }
     debug!("accept loop ended");
+}
+
+/// One connection's place in `tcp_open` and the per-IP count, given back when it is dropped:
+/// at the end of a page request, or when a WebSocket connection ends, on whichever thread
+/// (connection or parking) that happens.
+struct Slot {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.shared.leave_ip(self.ip);
+        self.shared.stats.tcp_open.fetch_sub(1, Relaxed);
+    }
 }
 
 impl Shared {
@@ -569,7 +591,8 @@ fn reject_over_capacity(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAdd
 
 /// One TCP connection, from its first byte to its end: read the head, then either run the
 /// WebSocket connection here or forward the request to the page server.
-fn serve(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
+fn serve(slot: Slot, stream: TcpStream, peer: SocketAddr) {
+    let shared = &*slot.shared.clone();
     let cfg = &shared.cfg;
     let head = match http::read_head(&stream, cfg.max_head_size, cfg.handshake_timeout) {
         Ok(head) => head,
@@ -656,6 +679,9 @@ fn serve(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
     let id = shared.next_id.fetch_add(1, Relaxed);
     debug!("{peer}: client {id} connected to {:?}", accepted.route);
     let stream = Arc::new(stream);
+    // Idle for `park_after`: read() returns and the connection is parked (see park.rs).
+    let park_after = (!cfg.park_after.is_zero()).then_some(cfg.park_after);
+    let _ = stream.set_read_timeout(park_after);
     shared.stats.ws_open.fetch_add(1, Relaxed);
     shared.stats.ws_total.fetch_add(1, Relaxed);
     let mode = match accepted.route {
@@ -682,14 +708,28 @@ fn serve(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
         route: accepted.route,
         token: grant.map(|g| g.token),
     });
+    let events = host.events.clone();
+    let on_end = Box::new(move || {
+        slot.shared.stats.ws_open.fetch_sub(1, Relaxed);
+        if let Some(events) = events {
+            let _ = events.send(ServerEvent::Left { client: id });
+        }
+        debug!("{peer}: client {id} disconnected");
+        drop(slot);
+    });
+    let conn = Box::new(Conn::new(
+        id,
+        stream,
+        head.rest,
+        cfg,
+        shared.tx.clone(),
+        mode,
+        host,
+        on_end,
+    ));
     if opened.is_ok() {
-        crate::conn::run(id, stream, head.rest, cfg, &shared.tx, mode, &host);
+        park::drive(&shared.parking, conn, None);
     }
-    if let Some(events) = &host.events {
-        let _ = events.send(ServerEvent::Left { client: id });
-    }
-    shared.stats.ws_open.fetch_sub(1, Relaxed);
-    debug!("{peer}: client {id} disconnected");
 }
 
 /// The subprotocols an endpoint supports, in order of preference.

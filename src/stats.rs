@@ -31,6 +31,8 @@ pub(crate) struct Stats {
     pub events_dropped: AtomicU64,
     rejected: [AtomicU64; REJECT_STATUSES.len()],
     rejected_other: AtomicU64,
+    /// WebSocket connections parked (idle, without a thread of their own).
+    pub parked: AtomicUsize,
     /// Chat rooms that exist, and chat users connected (updated by the dispatcher).
     pub chat_rooms: AtomicUsize,
     pub chat_users: AtomicUsize,
@@ -60,6 +62,12 @@ impl Stats {
             "gauge",
             "WebSocket connections open now.",
             self.ws_open.load(Relaxed) as u64,
+        );
+        metric(
+            "wschat_parked_connections",
+            "gauge",
+            "Idle WebSocket connections parked without a thread of their own.",
+            self.parked.load(Relaxed) as u64,
         );
         metric(
             "wschat_tcp_connections",

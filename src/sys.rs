@@ -41,6 +41,38 @@ pub(crate) fn send_nonblocking(fd: &impl AsRawFd, buf: &[u8]) -> io::Result<usiz
     }
 }
 
+/// `recv(2)` with `MSG_DONTWAIT`: what has arrived, or `WouldBlock`, never waiting. Used by
+/// the parking thread, which reads many idle connections and must not block on any of them,
+/// while their sockets stay in blocking mode for the threads that read them when active.
+pub(crate) fn recv_nonblocking(fd: &impl AsRawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is a valid writable slice for its length; `fd` is borrowed, so it is open.
+    let n = unsafe {
+        libc::recv(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Gives free heap pages back to the operating system (glibc's `malloc_trim`), including
+/// pages in the middle of the heap that `free` alone keeps. After a burst of connections goes
+/// idle, their transient buffers are free but interleaved with the connections' long-lived
+/// state, and the process would otherwise keep its burst-time RSS forever.
+pub(crate) fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own heap structures, under its own locks.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Calls `listen(2)` again on a bound listener to raise its accept backlog.
 ///
 /// std's `TcpListener::bind` listens with a backlog of 128; on Linux a second `listen` on the
@@ -150,14 +182,31 @@ impl Epoll {
         self.ctl(op, fd.as_raw_fd(), events, key)
     }
 
+    /// Arms a one-shot "readable, or the peer hung up" notification for `fd` (see
+    /// [`Epoll::arm_writable`] for `first`).
+    pub(crate) fn arm_readable(&self, fd: &impl AsRawFd, key: u64, first: bool) -> io::Result<()> {
+        let events = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLONESHOT) as u32;
+        let op = if first {
+            libc::EPOLL_CTL_ADD
+        } else {
+            libc::EPOLL_CTL_MOD
+        };
+        self.ctl(op, fd.as_raw_fd(), events, key)
+    }
+
     /// Removes `fd`; call before the descriptor is closed (the caller still owns it).
     pub(crate) fn remove(&self, fd: &impl AsRawFd) {
         let _ = self.ctl(libc::EPOLL_CTL_DEL, fd.as_raw_fd(), 0, 0);
     }
 
-    /// Blocks until at least one registered socket is writable (or [`Epoll::wake`] was called)
+    /// Blocks until at least one registered socket is ready (or [`Epoll::wake`] was called)
     /// and appends their keys to `keys`.
     pub(crate) fn wait(&self, keys: &mut Vec<u64>) -> io::Result<()> {
+        self.wait_timeout(keys, -1)
+    }
+
+    /// As [`Epoll::wait`], giving up after `timeout_ms` (-1: never) with no keys.
+    pub(crate) fn wait_timeout(&self, keys: &mut Vec<u64>, timeout_ms: i32) -> io::Result<()> {
         // 256 events per call: more just come on the next call; the array lives on this stack.
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; 256];
         // SAFETY: `events` is a valid writable array of the length passed; timeout -1 blocks.
@@ -166,7 +215,7 @@ impl Epoll {
                 self.fd.as_raw_fd(),
                 events.as_mut_ptr(),
                 events.len() as libc::c_int,
-                -1,
+                timeout_ms,
             )
         };
         if n < 0 {

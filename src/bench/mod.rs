@@ -4,7 +4,7 @@
 //! Like the server it has no async runtime: a few worker threads, each with its own epoll over a
 //! share of the non-blocking connections (one process drives 10,000+), a hand-written client
 //! frame codec, and bench messages that carry sender, sequence number and send time so that
-//! every receiver measures latency, loss, duplicates and reordering. See [`run_from_args`] and
+//! every receiver measures latency, loss, duplicates and reordering. See [`run_from_args`](crate::bench::run_from_args) and
 //! `wschat bench --help`.
 //!
 //! ```no_run
