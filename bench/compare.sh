@@ -7,7 +7,9 @@
 #
 # Environment (defaults in brackets):
 #   RUNS       runs per scenario and server [3]
-#   SERVERS    any of: wschat node tokio [all three; a server that does not start is skipped]
+#   SERVERS    any of: wschat node tokio tokio-send [wschat node tokio tokio-send; a server
+#              that does not start is skipped]. tokio batches its writes (feed + one flush);
+#              tokio-send writes each message with send().await, as tokio-tungstenite's examples.
 #   SCENARIOS  any of: fanout100 fanout1000 idle10k echo [all four]
 #   DURATION   seconds of sending per fanout/echo run [10]
 #   HOLD       seconds the idle connections are held [5]
@@ -24,7 +26,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=${RUNS:-3}
-SERVERS=${SERVERS:-"wschat node tokio"}
+SERVERS=${SERVERS:-"wschat node tokio tokio-send"}
 SCENARIOS=${SCENARIOS:-"fanout100 fanout1000 idle10k echo"}
 DURATION=${DURATION:-10}
 HOLD=${HOLD:-5}
@@ -64,6 +66,7 @@ start_server() { # name port logfile
             ${WSCHAT_CMD//\{port\}/$port} >"$logfile" 2>&1 & ;;
     node)   node "$ROOT/bench/node-ws/server.js" "$port" >"$logfile" 2>&1 & ;;
     tokio)  "$TOKIO_BIN" "$port" >"$logfile" 2>&1 & ;;
+    tokio-send) SEND=each "$TOKIO_BIN" "$port" >"$logfile" 2>&1 & ;;
     *)      log "unknown server $name"; return 1 ;;
   esac
   SERVER_PID=$!

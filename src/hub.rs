@@ -49,6 +49,38 @@ const BATCH_DELIVERIES: usize = 16 * 1024;
 /// Events per batch, for the same reason when events deliver little (e.g. echo).
 const BATCH_EVENTS: usize = 1024;
 
+/// An active client's emptied queue keeps its allocation up to this size, so the next batch
+/// appends without growing it from zero (measured: freeing it after every flush cost ~12% of
+/// the dispatcher's CPU in page faults at 6M deliveries/s). Larger ones are freed at once;
+/// the heartbeat frees the rest once a client has had no traffic for a whole tick.
+const KEEP_QUEUE_CAPACITY: usize = 64 * 1024;
+
+/// Hashes the dispatcher's client ids (sequential numbers it makes itself, so no client can
+/// choose colliding keys) with one multiplication instead of SipHash: the id is looked up once
+/// per delivery, and SipHash was ~6% of the dispatcher's CPU at 6M deliveries/s.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 ids are hashed with this; fold anything else in byte by byte.
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        // Fibonacci hashing: spreads sequential ids over the high bits hashbrown uses.
+        self.0 = id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type IdMap<V> = HashMap<ClientId, V, std::hash::BuildHasherDefault<IdHasher>>;
+
 /// What the dispatcher is told, by connection threads, the writer poller and the handle.
 pub(crate) enum Event {
     /// A handshake was accepted; from now on the dispatcher writes to `stream`, starting with
@@ -123,6 +155,8 @@ struct Client {
     seen: bool,
     /// Pinged at the last tick and not heard from since.
     pinged: bool,
+    /// Written to since the last tick (else the tick frees its empty queue's allocation).
+    busy: bool,
     /// Its last frame is queued; half-close after writing it.
     closing: bool,
     half_closed: bool,
@@ -133,7 +167,7 @@ pub(crate) struct Hub {
     stats: Arc<Stats>,
     rx: Receiver<Event>,
     epoll: Arc<Epoll>,
-    clients: HashMap<ClientId, Client>,
+    clients: IdMap<Client>,
     channels: HashMap<Arc<str>, Vec<ClientId>>,
     /// Clients with queued bytes to write at the end of this batch.
     dirty: Vec<ClientId>,
@@ -169,7 +203,7 @@ impl Hub {
             stats,
             rx,
             epoll,
-            clients: HashMap::new(),
+            clients: IdMap::default(),
             channels: HashMap::new(),
             dirty: Vec::new(),
             delivered: 0,
@@ -376,6 +410,7 @@ impl Hub {
             dirty: false,
             seen: true,
             pinged: false,
+            busy: false,
             closing: false,
             half_closed: false,
         };
@@ -476,6 +511,12 @@ impl Hub {
             if c.closing {
                 continue;
             }
+            // An idle client holds no queue memory.
+            if !c.busy && c.sent == c.queue.len() && c.queue.capacity() > 0 {
+                c.queue = Vec::new();
+                c.sent = 0;
+            }
+            c.busy = false;
             if c.seen {
                 c.seen = false;
                 c.pinged = false;
@@ -637,10 +678,13 @@ impl Hub {
             return self.drop_client(id, None);
         }
         if c.sent == c.queue.len() {
-            // Free it: idle clients should hold no memory, and one allocation per batch is
-            // nothing next to the send() that emptied it.
-            c.queue = Vec::new();
+            if c.queue.capacity() > KEEP_QUEUE_CAPACITY {
+                c.queue = Vec::new();
+            } else {
+                c.queue.clear();
+            }
             c.sent = 0;
+            c.busy = true;
             if c.closing && !c.half_closed {
                 // Everything including the Close frame is out: send FIN. The connection thread
                 // sees the client's FIN (or its own timeout) and then reports `Gone`.

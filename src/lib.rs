@@ -54,3 +54,18 @@ pub use sys::{Signal, block_shutdown_signals, raise_fd_limit, wait_signal};
 
 /// `wschat bench`: the synchronous load-test client (fanout, echo, connect, idle scenarios).
 pub mod bench;
+
+/// Internals exposed for `benches/` only: not part of the public API, may change at any time.
+#[doc(hidden)]
+pub mod internals {
+    /// Appends one unmasked server frame (text opcode) with `payload` to `out`.
+    pub fn encode_text_frame(payload: &[u8], out: &mut Vec<u8>) {
+        crate::frame::encode(crate::frame::TEXT, payload, out);
+    }
+
+    /// Classifies one chat text frame the way a connection thread does; returns whether it
+    /// parsed as a well-formed request.
+    pub fn parse_chat(text: &str) -> bool {
+        matches!(crate::chat::parse_input(text), crate::chat::Input::Msg(_))
+    }
+}

@@ -7,6 +7,9 @@
 //! - `ws://ADDR/echo`: sends a welcome text, then echoes every data message back to its sender.
 //!
 //! Usage: `tokio-server [PORT | ADDR]` (default `127.0.0.1:8080`; env `PORT` also works).
+//! `SEND=each` writes each broadcast message with `write.send(msg).await` (a write and a flush
+//! per message, as in tokio-tungstenite's examples/server.rs chat); the default batches (feed
+//! what is waiting, flush once), which is what a tuned tokio server does.
 //! Runs the default multi-threaded runtime (one worker per core).
 
 // The Err type of the handshake callback is fixed by tokio-tungstenite's API.
@@ -91,6 +94,7 @@ async fn handle(stream: TcpStream, id: u64, tx: broadcast::Sender<(u64, Message)
 
     // Subscribe before reading so that nothing said after our welcome is missed.
     let mut rx = tx.subscribe();
+    let each = std::env::var("SEND").is_ok_and(|v| v == "each");
     loop {
         tokio::select! {
             incoming = read.next() => match incoming {
@@ -100,7 +104,18 @@ async fn handle(stream: TcpStream, id: u64, tx: broadcast::Sender<(u64, Message)
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
                 Some(Ok(_)) => {} // ping/pong: tungstenite answers pings itself
             },
-            outgoing = rx.recv() => {
+            outgoing = rx.recv(), if each => match outgoing {
+                Ok((from, msg)) => {
+                    if from != id && write.send(msg).await.is_err() {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    LAGGED.fetch_add(n, Ordering::Relaxed);
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            outgoing = rx.recv(), if !each => {
                 // Queue everything already waiting, then flush once: one write syscall for a
                 // burst instead of one per message (what `SinkExt::send` would do).
                 let mut next = outgoing;
