@@ -104,18 +104,21 @@ async fn handle(stream: TcpStream, id: u64, tx: broadcast::Sender<(u64, Message)
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
                 Some(Ok(_)) => {} // ping/pong: tungstenite answers pings itself
             },
-            outgoing = rx.recv(), if each => match outgoing {
-                Ok((from, msg)) => {
-                    if from != id && write.send(msg).await.is_err() {
-                        return;
+            outgoing = rx.recv() => {
+                if each {
+                    match outgoing {
+                        Ok((from, msg)) => {
+                            if from != id && write.send(msg).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            LAGGED.fetch_add(n, Ordering::Relaxed);
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
                     }
+                    continue;
                 }
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    LAGGED.fetch_add(n, Ordering::Relaxed);
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
-            },
-            outgoing = rx.recv(), if !each => {
                 // Queue everything already waiting, then flush once: one write syscall for a
                 // burst instead of one per message (what `SinkExt::send` would do).
                 let mut next = outgoing;
