@@ -79,7 +79,10 @@ pub struct Config {
     /// other idle ones, answering heartbeats; its next message gets it a thread again. Default
     /// 5 s: longer than the pause between a person's messages in a lively chat, so active
     /// clients keep their thread, while the many idle clients of a broadcast cost ~1 KiB each.
-    /// Parking and waking cost tens of microseconds. `Duration::ZERO`: never park.
+    /// Parking and waking cost tens of microseconds. A new connection starts parked (its
+    /// handshake thread ends after the 101) and gets a thread when it first speaks, so a
+    /// reconnect storm needs threads only for the handshakes in flight. `Duration::ZERO`:
+    /// never park (a thread per connection for its whole life).
     pub park_after: Duration,
 
     /// Stack size of each connection thread. Default 128 KiB: the read loop needs a few KiB;

@@ -717,6 +717,8 @@ fn serve(slot: Slot, stream: TcpStream, peer: SocketAddr) {
         debug!("{peer}: client {id} disconnected");
         drop(slot);
     });
+    // Frames that came with the head are read on this thread at once.
+    let early = !head.rest.is_empty();
     let conn = Box::new(Conn::new(
         id,
         stream,
@@ -727,7 +729,12 @@ fn serve(slot: Slot, stream: TcpStream, peer: SocketAddr) {
         host,
         on_end,
     ));
-    if opened.is_ok() {
+    if opened.is_err() {
+        return; // shutting down: dropping the connection reports it gone
+    }
+    if park_after.is_some() && !early {
+        park::park_new(&shared.parking, conn);
+    } else {
         park::drive(&shared.parking, conn, None);
     }
 }

@@ -111,6 +111,16 @@ pub(crate) fn accept(
     if !head.has_token("connection", "upgrade") {
         return Err(refuse(400, "Connection header lacks Upgrade"));
     }
+    // RFC 6455 11.3.1/11.3.5: these two must not appear more than once.
+    let count = |name: &str| {
+        head.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .count()
+    };
+    if count("sec-websocket-key") > 1 || count("sec-websocket-version") > 1 {
+        return Err(refuse(400, "repeated Sec-WebSocket-Key or -Version header"));
+    }
     if head.header("sec-websocket-version") != Some("13") {
         return Err(Refusal {
             status: 426,
@@ -250,6 +260,10 @@ mod tests {
             .collect();
         assert_eq!(accept(&head(&badkey, "/"), &none).unwrap_err().status, 400);
         assert_eq!(accept(&head(GOOD, "/x"), &none).unwrap_err().status, 404);
+
+        let mut twice = GOOD.to_vec();
+        twice.push(("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="));
+        assert_eq!(accept(&head(&twice, "/"), &none).unwrap_err().status, 400);
     }
 
     #[test]
