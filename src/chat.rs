@@ -68,6 +68,14 @@ pub(crate) fn parse_input(text: &str) -> Input {
 }
 
 /// The chat's limits and storage. Every bound a client can hit is here, with its reason.
+///
+/// ```
+/// let mut config = wschat::Config::default();
+/// config.chat.data_dir = Some(std::env::temp_dir().join("wschat-doc-example"));
+/// config.chat.history_per_room = 200;
+/// config.chat.max_text_chars = 1000;
+/// assert_eq!(config.chat.default_room, "lobby");
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ChatConfig {

@@ -7,6 +7,23 @@ use std::sync::Arc;
 use crate::http::Head;
 
 /// Something that happened, as received from [`Server::events`](crate::Server::events).
+///
+/// ```
+/// use wschat::{Payload, ServerEvent};
+/// # let mut config = wschat::Config::default();
+/// # config.addr = "127.0.0.1:0".parse().unwrap();
+/// let server = wschat::Server::builder(config).events(256).bind()?;
+/// let events = server.events().unwrap();
+/// server.handle().say("lobby", "bot", "hello")?;
+/// match events.recv_timeout(std::time::Duration::from_secs(5)).unwrap() {
+///     ServerEvent::ChatMessage { room, from, text, .. } => {
+///         assert_eq!((room.as_str(), from.as_str(), text.as_str()), ("lobby", "bot", "hello"));
+///     }
+///     ServerEvent::Message { data: Payload::Text(t), .. } => println!("a client said {t}"),
+///     other => println!("{other:?}"),
+/// }
+/// # Ok::<(), wschat::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ServerEvent {
@@ -49,6 +66,12 @@ pub enum ServerEvent {
 }
 
 /// A message's contents.
+///
+/// ```
+/// let p = wschat::Payload::Text("hi".into());
+/// assert_eq!(p, wschat::Payload::Text(String::from("hi")));
+/// assert_ne!(p, wschat::Payload::Binary(b"hi".to_vec()));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Payload {
     /// A text message.
@@ -58,6 +81,22 @@ pub enum Payload {
 }
 
 /// A WebSocket handshake being decided, as shown to an admission hook.
+///
+/// ```
+/// # let mut config = wschat::Config::default();
+/// # config.addr = "127.0.0.1:0".parse().unwrap();
+/// let server = wschat::Server::builder(config)
+///     .admit(|req: &wschat::AdmitRequest| {
+///         let from_lan = req.peer().ip().is_loopback();
+///         let user = req.query("user").or_else(|| req.header("x-user").map(String::from));
+///         if req.path() == "/chat" && user.is_none() && !from_lan {
+///             return Err(401);
+///         }
+///         Ok(())
+///     })
+///     .bind()?;
+/// # Ok::<(), wschat::Error>(())
+/// ```
 pub struct AdmitRequest<'a> {
     pub(crate) head: &'a Head,
     pub(crate) peer: SocketAddr,

@@ -6,6 +6,17 @@ use std::net::SocketAddr;
 
 /// What can go wrong when starting or driving a [`Server`](crate::Server).
 ///
+/// ```
+/// let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+/// let mut config = wschat::Config::default();
+/// config.addr = busy.local_addr().unwrap(); // already taken
+/// match wschat::Server::bind(config) {
+///     Err(wschat::Error::Bind { addr, source }) => println!("{addr} is busy: {source}"),
+///     Err(other) => panic!("unexpected: {other}"),
+///     Ok(_) => panic!("bound a port that is in use"),
+/// }
+/// ```
+///
 /// Errors caused by one client (a bad handshake, a protocol violation, a slow reader) never
 /// reach the caller: they end that client's connection with an HTTP status or a close code and
 /// are logged at debug level.

@@ -120,7 +120,14 @@ impl RoomHistory {
     }
 }
 
-/// When the log is forced to stable storage. Whatever the policy, a record is written to the
+/// When the log is forced to stable storage (`--fsync always|batch|never`).
+///
+/// ```
+/// let mut config = wschat::Config::default();
+/// config.chat.fsync = "never".parse().unwrap(); // an SD card that should not wear out
+/// assert_eq!(config.chat.fsync, wschat::Fsync::Never);
+/// ```
+/// Whatever the policy, a record is written to the
 /// file (the OS page cache) before the dispatcher delivers it, so a killed process (`kill -9`,
 /// a panic) loses nothing that was delivered; the policy only matters for power loss and
 /// kernel crashes.

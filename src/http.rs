@@ -53,10 +53,21 @@ impl Head {
     /// The value of query parameter `key` (`?name=alice%20b&room=dev`), decoded as a form
     /// value (`+` is a space, `%XX` escapes); `None` when absent or not valid UTF-8.
     pub fn query_param(&self, key: &str) -> Option<String> {
+        self.query_raw(key)
+            .and_then(|v| percent_decode(&v.replace('+', " ")))
+    }
+
+    /// Whether query parameter `key` is present but not validly encoded (a bad `%` escape, or
+    /// bytes that are not UTF-8).
+    pub fn query_param_malformed(&self, key: &str) -> bool {
+        self.query_raw(key).is_some() && self.query_param(key).is_none()
+    }
+
+    fn query_raw(&self, key: &str) -> Option<&str> {
         let query = self.target.split_once('?')?.1;
         query.split('&').find_map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (k == key).then(|| percent_decode(&v.replace('+', " ")))?
+            (k == key).then_some(v)
         })
     }
 }
@@ -270,6 +281,11 @@ mod tests {
         assert_eq!(head.query_param("x").as_deref(), Some(""));
         head.target = "/chat?name=%ff".into();
         assert_eq!(head.query_param("name"), None);
+        assert!(head.query_param_malformed("name"));
+        assert!(!head.query_param_malformed("room"));
+        head.target = "/chat?name=%zz&room=ok".into();
+        assert!(head.query_param_malformed("name"));
+        assert!(!head.query_param_malformed("room"));
     }
 
     #[test]

@@ -120,12 +120,43 @@ impl Builder {
     /// events. When they are not read: connection threads wait (their clients are slowed, no
     /// message is lost), while chat-room events, which come from the dispatcher that must
     /// never wait, are dropped and counted in `wschat_events_dropped_total`.
+    ///
+    /// ```
+    /// # let mut config = wschat::Config::default();
+    /// # config.addr = "127.0.0.1:0".parse().unwrap();
+    /// # let server = wschat::Server::bind(config)?;
+    /// # let handle = server.handle();
+    /// let mut config = wschat::Config::default();
+    /// config.addr = "127.0.0.1:0".parse().unwrap();
+    /// let server = wschat::Server::builder(config).events(1024).bind()?;
+    /// let events = server.events().unwrap();
+    /// std::thread::spawn(move || {
+    ///     for event in events {
+    ///         if let wschat::ServerEvent::Message { client, data, .. } = event {
+    ///             println!("client {client} sent {data:?}");
+    ///         }
+    ///     }
+    /// });
+    /// # Ok::<(), wschat::Error>(())
+    /// ```
     pub fn events(mut self, capacity: usize) -> Builder {
         self.events = Some(capacity.max(1));
         self
     }
 
     /// Binds and starts the server; see [`Server::bind`].
+    ///
+    /// ```
+    /// # let mut config = wschat::Config::default();
+    /// # config.addr = "127.0.0.1:0".parse().unwrap();
+    /// # let server = wschat::Server::bind(config)?;
+    /// # let handle = server.handle();
+    /// let mut config = wschat::Config::default();
+    /// config.addr = "127.0.0.1:0".parse().unwrap();
+    /// let built = wschat::Server::builder(config).bind()?;
+    /// assert_ne!(built.local_addr().port(), 0);
+    /// # Ok::<(), wschat::Error>(())
+    /// ```
     pub fn bind(self) -> Result<Server> {
         Server::start(self)
     }
@@ -161,11 +192,32 @@ impl Server {
     /// # Errors
     /// [`Error::Bind`] when the address cannot be bound, [`Error::Config`] for an out-of-range
     /// setting, [`Error::Io`] when a thread or the internal page server cannot start.
+    ///
+    /// ```
+    /// # let mut config = wschat::Config::default();
+    /// # config.addr = "127.0.0.1:0".parse().unwrap();
+    /// # let server = wschat::Server::bind(config)?;
+    /// # let handle = server.handle();
+    /// assert_eq!(server.handle().connection_count(), 0);
+    /// # Ok::<(), wschat::Error>(())
+    /// ```
     pub fn bind(config: Config) -> Result<Server> {
         Server::builder(config).bind()
     }
 
     /// A [`Builder`] for a server with hooks or events.
+    ///
+    /// ```
+    /// # let mut config = wschat::Config::default();
+    /// # config.addr = "127.0.0.1:0".parse().unwrap();
+    /// # let server = wschat::Server::bind(config)?;
+    /// # let handle = server.handle();
+    /// let mut config = wschat::Config::default();
+    /// config.addr = "127.0.0.1:0".parse().unwrap();
+    /// let with_events = wschat::Server::builder(config).events(64).bind()?;
+    /// assert!(with_events.events().is_some());
+    /// # Ok::<(), wschat::Error>(())
+    /// ```
     pub fn builder(config: Config) -> Builder {
         Builder {
             config,
@@ -268,16 +320,45 @@ impl Server {
     }
 
     /// The address the server listens on (with the real port when bound to port 0).
+    ///
+    /// ```
+    /// # let mut config = wschat::Config::default();
+    /// # config.addr = "127.0.0.1:0".parse().unwrap();
+    /// # let server = wschat::Server::bind(config)?;
+    /// # let handle = server.handle();
+    /// println!("listening on {}", server.local_addr());
+    /// # Ok::<(), wschat::Error>(())
+    /// ```
     pub fn local_addr(&self) -> SocketAddr {
         self.handle.shared.local_addr
     }
 
     /// A handle for other threads.
+    ///
+    /// ```
+    /// # let mut config = wschat::Config::default();
+    /// # config.addr = "127.0.0.1:0".parse().unwrap();
+    /// # let server = wschat::Server::bind(config)?;
+    /// # let handle = server.handle();
+    /// let other = server.handle(); // cheap: clone it into every thread that publishes
+    /// other.publish_text("", "hi")?;
+    /// # Ok::<(), wschat::Error>(())
+    /// ```
     pub fn handle(&self) -> Handle {
         self.handle.clone()
     }
 
     /// Waits until the server has shut down (see [`Handle::shutdown`]).
+    ///
+    /// ```
+    /// # let mut config = wschat::Config::default();
+    /// # config.addr = "127.0.0.1:0".parse().unwrap();
+    /// # let server = wschat::Server::bind(config)?;
+    /// # let handle = server.handle();
+    /// handle.shutdown();
+    /// server.join(); // returns once every client got its Close 1001 (or the timeout passed)
+    /// # Ok::<(), wschat::Error>(())
+    /// ```
     pub fn join(mut self) {
         self.wait();
     }
@@ -330,6 +411,15 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> io::Result<JoinHandle
 
 impl Handle {
     /// The address the server listens on.
+    ///
+    /// ```
+    /// # let mut config = wschat::Config::default();
+    /// # config.addr = "127.0.0.1:0".parse().unwrap();
+    /// # let server = wschat::Server::bind(config)?;
+    /// # let handle = server.handle();
+    /// assert_ne!(handle.local_addr().port(), 0); // port 0 became a real port
+    /// # Ok::<(), wschat::Error>(())
+    /// ```
     pub fn local_addr(&self) -> SocketAddr {
         self.shared.local_addr
     }
@@ -342,12 +432,33 @@ impl Handle {
     ///
     /// # Errors
     /// [`Error::Closed`] after shutdown.
+    ///
+    /// ```
+    /// # let mut config = wschat::Config::default();
+    /// # config.addr = "127.0.0.1:0".parse().unwrap();
+    /// # let server = wschat::Server::bind(config)?;
+    /// # let handle = server.handle();
+    /// // Every client of ws://ADDR/relay/prices gets this text.
+    /// handle.publish_text("prices", r#"{"btc":64000}"#)?;
+    /// // "" is the relay at ws://ADDR/ itself.
+    /// handle.publish_text("", "hello everyone")?;
+    /// # Ok::<(), wschat::Error>(())
+    /// ```
     pub fn publish_text(&self, channel: &str, text: impl Into<String>) -> Result<()> {
         self.publish(channel, frame::TEXT, Bytes::from(text.into()))
     }
 
     /// Sends binary `data` to every client of relay channel `channel`; see
     /// [`publish_text`](Handle::publish_text).
+    ///
+    /// ```
+    /// # let mut config = wschat::Config::default();
+    /// # config.addr = "127.0.0.1:0".parse().unwrap();
+    /// # let server = wschat::Server::bind(config)?;
+    /// # let handle = server.handle();
+    /// handle.publish_binary("frames", vec![0u8, 1, 2, 3])?;
+    /// # Ok::<(), wschat::Error>(())
+    /// ```
     pub fn publish_binary(&self, channel: &str, data: impl Into<Vec<u8>>) -> Result<()> {
         self.publish(channel, frame::BINARY, Bytes::from(data.into()))
     }
@@ -373,6 +484,18 @@ impl Handle {
     /// # Errors
     /// [`Error::Rejected`] with the reason when the room or name is invalid or the text too
     /// long; [`Error::Closed`] after shutdown.
+    ///
+    /// ```
+    /// # let mut config = wschat::Config::default();
+    /// # config.addr = "127.0.0.1:0".parse().unwrap();
+    /// # let server = wschat::Server::bind(config)?;
+    /// # let handle = server.handle();
+    /// let id = handle.say("lobby", "announcer", "the server restarts at noon")?;
+    /// assert!(id > 0);
+    /// // Invalid rooms or names are refused with the reason.
+    /// assert!(matches!(handle.say("", "x", "y"), Err(wschat::Error::Rejected(_))));
+    /// # Ok::<(), wschat::Error>(())
+    /// ```
     pub fn say(&self, room: &str, from: &str, text: &str) -> Result<u64> {
         if self.shared.stopping.load(Relaxed) {
             return Err(Error::Closed);
@@ -401,6 +524,16 @@ impl Handle {
     ///
     /// # Errors
     /// [`Error::Io`] when the file cannot be read.
+    ///
+    /// ```
+    /// # let mut config = wschat::Config::default();
+    /// # config.addr = "127.0.0.1:0".parse().unwrap();
+    /// # let server = wschat::Server::bind(config)?;
+    /// # let handle = server.handle();
+    /// // With no tokens file configured, the inline tokens (none here) stay in force.
+    /// assert_eq!(handle.reload_tokens()?, 0);
+    /// # Ok::<(), wschat::Error>(())
+    /// ```
     pub fn reload_tokens(&self) -> Result<usize> {
         let cfg = &self.shared.cfg;
         let fresh = Tokens::load(cfg.tokens_file.as_deref(), &cfg.tokens)?;
@@ -425,21 +558,63 @@ impl Handle {
 
     /// Chat rooms that exist now (with members or with history), as of the dispatcher's last
     /// batch.
+    ///
+    /// ```
+    /// # let mut config = wschat::Config::default();
+    /// # config.addr = "127.0.0.1:0".parse().unwrap();
+    /// # let server = wschat::Server::bind(config)?;
+    /// # let handle = server.handle();
+    /// handle.say("news", "bot", "first!")?;
+    /// // Counts are refreshed by the dispatcher after each batch.
+    /// let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    /// while handle.room_count() == 0 && std::time::Instant::now() < deadline {
+    ///     std::thread::sleep(std::time::Duration::from_millis(5));
+    /// }
+    /// assert_eq!(handle.room_count(), 1);
+    /// # Ok::<(), wschat::Error>(())
+    /// ```
     pub fn room_count(&self) -> usize {
         self.shared.stats.chat_rooms.load(Relaxed)
     }
 
     /// Chat users connected now, as of the dispatcher's last batch.
+    ///
+    /// ```
+    /// # let mut config = wschat::Config::default();
+    /// # config.addr = "127.0.0.1:0".parse().unwrap();
+    /// # let server = wschat::Server::bind(config)?;
+    /// # let handle = server.handle();
+    /// assert_eq!(handle.chat_user_count(), 0); // nobody on /chat yet
+    /// # Ok::<(), wschat::Error>(())
+    /// ```
     pub fn chat_user_count(&self) -> usize {
         self.shared.stats.chat_users.load(Relaxed)
     }
 
     /// WebSocket connections open now.
+    ///
+    /// ```
+    /// # let mut config = wschat::Config::default();
+    /// # config.addr = "127.0.0.1:0".parse().unwrap();
+    /// # let server = wschat::Server::bind(config)?;
+    /// # let handle = server.handle();
+    /// assert_eq!(handle.connection_count(), 0);
+    /// # Ok::<(), wschat::Error>(())
+    /// ```
     pub fn connection_count(&self) -> usize {
         self.shared.stats.ws_open.load(Relaxed)
     }
 
     /// The server's counters in the Prometheus text format (what `GET /metrics` serves).
+    ///
+    /// ```
+    /// # let mut config = wschat::Config::default();
+    /// # config.addr = "127.0.0.1:0".parse().unwrap();
+    /// # let server = wschat::Server::bind(config)?;
+    /// # let handle = server.handle();
+    /// assert!(handle.metrics().contains("wschat_connections 0"));
+    /// # Ok::<(), wschat::Error>(())
+    /// ```
     pub fn metrics(&self) -> String {
         self.shared.stats.render()
     }
@@ -447,6 +622,18 @@ impl Handle {
     /// Starts a graceful shutdown and returns at once: stop accepting, send Close 1001 to every
     /// client, wait up to `shutdown_timeout` for them to go, then cut the rest.
     /// [`Server::join`] returns when it is done. Calling it again does nothing.
+    ///
+    /// ```
+    /// # let mut config = wschat::Config::default();
+    /// # config.addr = "127.0.0.1:0".parse().unwrap();
+    /// # let server = wschat::Server::bind(config)?;
+    /// # let handle = server.handle();
+    /// let waiter = std::thread::spawn(move || server.join());
+    /// handle.shutdown(); // from any thread
+    /// waiter.join().unwrap();
+    /// assert!(handle.publish_text("", "too late").is_err());
+    /// # Ok::<(), wschat::Error>(())
+    /// ```
     pub fn shutdown(&self) {
         if self.shared.stopping.swap(true, SeqCst) {
             return;

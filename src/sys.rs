@@ -93,6 +93,11 @@ pub(crate) fn shutdown_listener(listener: &impl AsRawFd) -> io::Result<()> {
 ///
 /// Every WebSocket connection holds one descriptor; the default soft limit (often 1024) would
 /// cap a broadcast server far below what its memory allows. Go's runtime does the same at start.
+/// ```
+/// let limit = wschat::raise_fd_limit()?;
+/// assert!(limit > 0);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 // rlim_t is u64 on 64-bit Linux but u32 on 32-bit ARM (a Raspberry Pi target): the casts are
 // needed there.
 #[allow(clippy::unnecessary_cast)]
@@ -237,6 +242,22 @@ impl Epoll {
 
 /// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread and every thread it spawns later.
 ///
+/// ```no_run
+/// // First thing in main, before any thread exists:
+/// wschat::block_shutdown_signals()?;
+/// let server = wschat::Server::bind(wschat::Config::default()).unwrap();
+/// let handle = server.handle();
+/// std::thread::spawn(move || loop {
+///     match wschat::wait_signal() {
+///         Ok(wschat::Signal::Terminate) => return handle.shutdown(),
+///         Ok(wschat::Signal::Hangup) => drop(handle.reload_tokens()),
+///         Err(_) => return,
+///     }
+/// });
+/// server.join();
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
 /// Call it first thing in `main`: then no thread ever runs a signal handler, and one thread
 /// receives the signals synchronously with [`wait_signal`] (the classic `sigwait` pattern, with no
 /// async-signal-safety concerns).
@@ -256,7 +277,11 @@ pub fn block_shutdown_signals() -> io::Result<()> {
     Ok(())
 }
 
-/// A signal received by [`wait_signal`].
+/// A signal received by [`wait_signal`] (see [`block_shutdown_signals`] for an example).
+///
+/// ```
+/// assert_ne!(wschat::Signal::Terminate, wschat::Signal::Hangup);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {
     /// SIGINT or SIGTERM: shut down gracefully.
@@ -266,7 +291,14 @@ pub enum Signal {
 }
 
 /// Waits for SIGINT, SIGTERM or SIGHUP, which must have been blocked with
-/// [`block_shutdown_signals`] before any thread was spawned.
+/// [`block_shutdown_signals`] before any thread was spawned (whose example shows the loop).
+///
+/// ```no_run
+/// wschat::block_shutdown_signals()?;
+/// let signal = wschat::wait_signal()?; // blocks until kill -TERM / -HUP / Ctrl-C
+/// println!("got {signal:?}");
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub fn wait_signal() -> io::Result<Signal> {
     // SAFETY: as in block_shutdown_signals; `sig` is a valid out-parameter.
     unsafe {

@@ -95,6 +95,14 @@ pub(crate) fn accept(
     protocols: &dyn Fn(&Route) -> Vec<String>,
 ) -> Result<Accepted, Refusal> {
     let mut route = route(head.path()).ok_or(refuse(404, "no WebSocket endpoint at this path"))?;
+    if matches!(route, Route::Chat { .. })
+        && (head.query_param_malformed("name") || head.query_param_malformed("room"))
+    {
+        return Err(refuse(
+            400,
+            "name or room in the URL is not valid percent-encoding",
+        ));
+    }
     if let Route::Chat { name, room, .. } = &mut route {
         *name = head.query_param("name").filter(|n| !n.trim().is_empty());
         *room = head.query_param("room").filter(|r| !r.trim().is_empty());
@@ -260,6 +268,20 @@ mod tests {
             .collect();
         assert_eq!(accept(&head(&badkey, "/"), &none).unwrap_err().status, 400);
         assert_eq!(accept(&head(GOOD, "/x"), &none).unwrap_err().status, 404);
+
+        assert_eq!(
+            accept(&head(GOOD, "/chat?name=%FF"), &none)
+                .unwrap_err()
+                .status,
+            400
+        );
+        assert_eq!(
+            accept(&head(GOOD, "/chat?room=%zz"), &none)
+                .unwrap_err()
+                .status,
+            400
+        );
+        assert!(accept(&head(GOOD, "/chat?name=J%C3%BCrgen"), &none).is_ok());
 
         let mut twice = GOOD.to_vec();
         twice.push(("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="));

@@ -5,9 +5,8 @@
 mod common;
 use common::*;
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use tungstenite::Message;
 
 fn status(addr: SocketAddr, path: &str, extra: &str) -> String {
@@ -71,24 +70,7 @@ fn sighup_reloads_tokens_adding_and_revoking() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("tokens");
     std::fs::write(&file, "# initial\ntokA\nkeep\n").unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wschat"))
-        .args(["--addr", "127.0.0.1:0", "--tokens"])
-        .arg(&file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr: SocketAddr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (mut child, addr) = spawn_binary(&["--tokens", file.to_str().unwrap()]);
 
     let mut live_a = connect(addr, "/echo?token=tokA");
     let mut live_keep = connect(addr, "/echo?token=keep");

@@ -9,17 +9,6 @@ use std::net::TcpStream;
 use std::time::Duration;
 use tungstenite::Message;
 
-fn metric(handle: &wschat::Handle, name: &str) -> u64 {
-    handle
-        .metrics()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(&format!("{name} "))
-                .map(|v| v.parse().unwrap())
-        })
-        .unwrap()
-}
-
 #[test]
 fn connection_cap_answers_503_then_admits_again() {
     let server = start(|c| c.max_connections = 5);

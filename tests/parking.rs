@@ -6,17 +6,6 @@ use common::*;
 use std::time::Duration;
 use tungstenite::Message;
 
-fn metric(handle: &wschat::Handle, name: &str) -> u64 {
-    handle
-        .metrics()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(&format!("{name} "))
-                .map(|v| v.parse().unwrap())
-        })
-        .unwrap()
-}
-
 fn threads() -> usize {
     std::fs::read_dir("/proc/self/task").unwrap().count()
 }
@@ -74,16 +63,8 @@ fn a_message_split_across_the_park_boundary_arrives_whole() {
     let server = start(|c| c.park_after = Duration::from_millis(100));
     let addr = server.local_addr();
     let handle = server.handle();
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    s.write_all(upgrade_request(addr, "/echo", "").as_bytes())
-        .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut byte).unwrap();
-        head.push(byte[0]);
-    }
+    let (mut s, after_head) = raw_upgrade(addr, "/echo");
+    assert!(after_head.is_empty());
     // Half a frame, then silence until the connection is parked, then the rest.
     s.write_all(&[0x81, 0x85, 0, 0, 0, 0, b'h', b'e']).unwrap();
     assert!(wait_until(IO_TIMEOUT, || metric(

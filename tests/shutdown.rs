@@ -3,30 +3,12 @@
 
 mod common;
 use common::*;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[test]
 fn sigterm_sends_1001_to_every_client_and_exits_0() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wschat"))
-        .args(["--addr", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr: SocketAddr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .parse()
-        .unwrap();
+    let (mut child, addr) = spawn_binary(&[]);
     let mut clients: Vec<Client> = (0..5).map(|_| connect(addr, "/")).collect();
     // The last client's message reaching the first proves all five are registered.
     clients[4]

@@ -15,17 +15,6 @@ const READERS: usize = 20;
 /// client is not waited for.
 const WINDOW: usize = 300;
 
-fn metric(handle: &wschat::Handle, name: &str) -> u64 {
-    handle
-        .metrics()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(&format!("{name} "))
-                .map(|v| v.parse().unwrap())
-        })
-        .unwrap()
-}
-
 #[test]
 fn stalled_client_is_cut_and_readers_get_everything() {
     // Default 1 MiB cap; no relay rate limit: this test is about readers, not senders.

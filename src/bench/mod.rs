@@ -46,6 +46,16 @@ use worker::{FAILURE_KINDS, PHASE_DRAIN, PHASE_SEND, PHASE_STOP, Shared, counter
 /// # Errors
 /// Bad arguments, a server that cannot be reached at all, or a failure to create threads or
 /// epoll instances; the message is meant for the user.
+///
+/// ```no_run
+/// // 100 connections to a relay, 10 of them sending as fast as the window allows, for 5 s.
+/// let args: Vec<String> = "fanout --url ws://127.0.0.1:8080/ -c 100 -s 10 --rate max -d 5"
+///     .split_whitespace()
+///     .map(String::from)
+///     .collect();
+/// wschat::bench::run_from_args(&args)?;
+/// # Ok::<(), String>(())
+/// ```
 pub fn run_from_args(args: &[String]) -> Result<(), String> {
     let opts = match args::parse(args)? {
         Command::Help(text) => {

@@ -134,6 +134,18 @@ pub fn upgrade_request(addr: SocketAddr, path: &str, extra: &str) -> String {
     )
 }
 
+/// The value of a metric line `NAME VALUE` in the server's Prometheus text (`/metrics`).
+pub fn metric(handle: &wschat::Handle, name: &str) -> u64 {
+    handle
+        .metrics()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!("{name} "))
+                .map(|v| v.parse().unwrap())
+        })
+        .unwrap_or_else(|| panic!("no metric {name}"))
+}
+
 /// This process's resident memory in KiB (the server runs in-process in these tests).
 pub fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
