@@ -1982,25 +1982,7 @@ mod tests {
         assert_eq!(H::error_code(h.send(1, &mb), 1), "too_long");
     }
 
-    /// A small seeded PRNG (xorshift64*) so the fuzz tests are repeatable without a dependency.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-
-        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-            items[self.below(items.len())]
-        }
-    }
+    use crate::test_rng::Rng;
 
     /// JSON-ish text: fragments of real requests, glued at random, sometimes valid.
     fn jsonish(rng: &mut Rng) -> String {
@@ -2053,7 +2035,8 @@ mod tests {
             s.push('{');
         }
         for _ in 0..rng.below(40) {
-            s.push_str(rng.pick(PIECES));
+            let piece: &&str = rng.pick(PIECES);
+            s.push_str(piece);
         }
         s
     }

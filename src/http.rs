@@ -306,28 +306,7 @@ mod tests {
         ));
     }
 
-    /// xorshift64*, as in the integration tests: deterministic fuzz input, no dependency.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            self.0 = x;
-            x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-
-        /// A value in `0..n` (`n` > 0).
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-
-        fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-            &items[self.below(items.len())]
-        }
-    }
+    use crate::test_rng::Rng;
 
     const UPGRADE: &[u8] = b"GET /chat?name=al%20ice&room=dev HTTP/1.1\r\nHost: localhost:8080\r\n\
         Upgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\

@@ -41,6 +41,8 @@ mod ratelimit;
 mod server;
 mod stats;
 mod sys;
+#[cfg(test)]
+mod test_rng;
 mod upgrade;
 mod web;
 

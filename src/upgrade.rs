@@ -304,27 +304,7 @@ mod tests {
         assert!(!text.contains("Sec-WebSocket-Protocol"));
     }
 
-    /// xorshift64*, as in the integration tests: deterministic fuzz input, no dependency.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            self.0 = x;
-            x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-
-        fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-            &items[self.below(items.len())]
-        }
-    }
+    use crate::test_rng::Rng;
 
     /// A path with a query, from parts that matter to routing and query decoding.
     fn random_target(rng: &mut Rng) -> String {
