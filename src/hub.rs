@@ -337,7 +337,11 @@ impl Hub {
                 // a client that half-closes right after its Close (or its last message)
                 // waits for our answers. Those queued in this batch (echoes, the Close reply
                 // or our error Close) are not written yet, so write what the socket takes now
-                // rather than cut them off.
+                // rather than cut them off; for a chat client, after moving the chat's answers
+                // into its queue (as `closing` does).
+                if self.clients.get(&id).is_some_and(|c| c.chat) {
+                    self.settle_chat();
+                }
                 self.flush(id);
                 if let Some(c) = self.clients.get(&id) {
                     trace!(
