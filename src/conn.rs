@@ -1,7 +1,9 @@
 //! The read loop of one WebSocket connection: frames in, events out. Knows frames, not chat.
 //!
-//! The thread blocks in `read` with no timeout, so an idle connection costs no wake-ups. It never
-//! writes to its socket: tungstenite's automatic answers (the pong to a ping, the reply to a
+//! A connection thread blocks in `read` until data arrives or `park_after` passes with none;
+//! then the connection moves to the parking thread (`park.rs`), which reads it without blocking
+//! until it speaks again, so an idle connection costs no wake-ups and no thread. Neither ever
+//! writes to the socket: tungstenite's automatic answers (the pong to a ping, the reply to a
 //! Close) are written into an in-memory buffer and handed to the dispatcher, the socket's only
 //! writer.
 

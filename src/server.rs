@@ -860,13 +860,12 @@ fn serve(slot: Slot, stream: TcpStream, peer: SocketAddr) {
     }
     // Without TCP_NODELAY, a pong followed by a data frame can wait ~40 ms (Nagle + delayed ACK).
     let _ = stream.set_nodelay(true);
-    // From here the thread sleeps in read() for as long as the client is idle: no timeouts, no
-    // wake-ups. Only the dispatcher writes (the 101 first), with non-blocking sends.
-    let _ = stream.set_read_timeout(None);
     let id = shared.next_id.fetch_add(1, Relaxed);
     debug!("{peer}: client {id} connected to {:?}", accepted.route);
     let stream = Arc::new(stream);
-    // Idle for `park_after`: read() returns and the connection is parked (see park.rs).
+    // Reads block until data arrives or `park_after` passes with none; then the connection is
+    // parked (park.rs): an idle client costs no wake-ups and no thread. Only the dispatcher
+    // writes (the 101 first), with non-blocking sends.
     let park_after = (!cfg.park_after.is_zero()).then_some(cfg.park_after);
     let _ = stream.set_read_timeout(park_after);
     shared.stats.ws_open.fetch_add(1, Relaxed);
