@@ -95,14 +95,15 @@ pub fn parse(text: &[u8]) -> Option<BenchMsg> {
 pub fn parse_chat(frame: &[u8]) -> Option<BenchMsg> {
     const TYPE: &[u8] = br#"{"type":"message""#;
     const TEXT: &[u8] = br#""text":""#;
-    if frame.starts_with(TYPE)
-        && let Some(at) = find(frame, TEXT)
-    {
-        let value = &frame[at + TEXT.len()..];
-        if let Some(end) = value.iter().position(|&b| b == b'"' || b == b'\\')
-            && value[end] == b'"'
-        {
-            return parse(&value[..end]);
+    // Nested `if let`s rather than let-chains: those need Rust 1.88, `rust-version` is 1.85.
+    if frame.starts_with(TYPE) {
+        if let Some(at) = find(frame, TEXT) {
+            let value = &frame[at + TEXT.len()..];
+            if let Some(end) = value.iter().position(|&b| b == b'"' || b == b'\\') {
+                if value[end] == b'"' {
+                    return parse(&value[..end]);
+                }
+            }
         }
     }
     // Only frames that could carry a bench message pay for a JSON parse.
