@@ -205,7 +205,6 @@ impl Outbox {
     }
 
     /// Whether nothing is queued.
-    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
@@ -1152,6 +1151,11 @@ impl Chat {
         });
         let records = messages.chain(std::iter::once(RecordOut::HighWater { id: self.last_id }));
         log.rewrite(records)
+    }
+
+    /// Whether history goes to disk (a data dir is configured).
+    pub(crate) fn persistent(&self) -> bool {
+        self.log.is_some()
     }
 
     /// Rooms that exist (with members or with history).

@@ -27,9 +27,11 @@
 mod assets;
 mod auth;
 mod chat;
+mod chat_worker;
 mod config;
 mod conn;
 mod embed;
+mod endpoint;
 mod error;
 mod frame;
 mod history;

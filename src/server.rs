@@ -16,9 +16,11 @@ use tungstenite::Bytes;
 
 use crate::auth::{self, Tokens};
 use crate::chat::Chat;
+use crate::chat_worker::{self, ChatEndpoint, ChatEvent, ChatLimit, ChatWorker};
 use crate::config::Config;
-use crate::conn::{ChatLimit, Conn, Host, Mode, Throttle};
+use crate::conn::{Conn, Host};
 use crate::embed::{AdmitRequest, Hooks, ServerEvent};
+use crate::endpoint::{Endpoint, Frames, Throttle};
 use crate::error::{Error, Result};
 use crate::frame;
 use crate::http::{self, HeadError};
@@ -49,6 +51,8 @@ struct Shared {
     listener: TcpListener,
     web_addr: SocketAddr,
     tx: Sender<Event>,
+    /// To the chat worker: chat connections' events, and `Handle::say`.
+    chat: Sender<ChatEvent>,
     stats: Arc<Stats>,
     stopping: AtomicBool,
     next_id: AtomicU64,
@@ -271,7 +275,8 @@ impl Server {
         let cfg = Arc::new(config);
         let stats = Arc::new(Stats::default());
         let (tx, rx) = crossbeam_channel::bounded(hub::QUEUE_CAPACITY);
-        let web = Web::start(&cfg, stats.clone(), tx.clone())?;
+        let (chat_tx, chat_rx) = crossbeam_channel::bounded(chat_worker::QUEUE_CAPACITY);
+        let web = Web::start(&cfg, stats.clone(), tx.clone(), chat_tx.clone())?;
         let (events_tx, events_rx) = match events {
             Some(capacity) => {
                 let (t, r) = crossbeam_channel::bounded(capacity);
@@ -287,6 +292,7 @@ impl Server {
             listener,
             web_addr: web.addr,
             tx: tx.clone(),
+            chat: chat_tx.clone(),
             stats: stats.clone(),
             stopping: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
@@ -300,12 +306,17 @@ impl Server {
         });
 
         let mut threads = Vec::new();
-        let hub = Hub::new(cfg.clone(), stats, rx, epoll.clone(), chat, events_tx);
+        let hub = Hub::new(cfg.clone(), stats.clone(), rx, epoll.clone());
+        let worker = ChatWorker::new(chat, chat_rx, tx.clone(), stats, events_tx);
         let hub_parking = parking.clone();
+        let stop_chat = chat_tx;
         threads.push(spawn("wschat-dispatch", move || {
             hub.run();
             hub_parking.stop();
+            // The chat worker forwards chat clients' last frames until the dispatcher is done.
+            let _ = stop_chat.send(ChatEvent::Stop);
         })?);
+        threads.push(spawn("wschat-chat", move || worker.run())?);
         threads.push(spawn("wschat-park", move || parking.run())?);
         threads.push(spawn("wschat-poller", move || hub::run_poller(epoll, tx))?);
         let accept_shared = shared.clone();
@@ -479,7 +490,8 @@ impl Handle {
 
     /// Says `text` in chat room `room` as user `from` (a bot, a host program), exactly as if a
     /// client named `from` had sent it: it gets an id, enters the history, and every member of
-    /// the room receives it. Returns the message's id once the dispatcher has accepted it.
+    /// the room receives it. Returns the message's id once the chat has accepted it and stored
+    /// it (with a data dir: committed to disk, by the fsync policy).
     ///
     /// # Errors
     /// [`Error::Rejected`] with the reason when the room or name is invalid or the text too
@@ -502,8 +514,8 @@ impl Handle {
         }
         let (reply, answer) = crossbeam_channel::bounded(1);
         self.shared
-            .tx
-            .send(Event::Say {
+            .chat
+            .send(ChatEvent::Say {
                 room: room.to_string(),
                 from: from.to_string(),
                 text: text.to_string(),
@@ -870,15 +882,10 @@ fn serve(slot: Slot, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_read_timeout(park_after);
     shared.stats.ws_open.fetch_add(1, Relaxed);
     shared.stats.ws_total.fetch_add(1, Relaxed);
-    let mode = match accepted.route {
-        Route::Chat { .. } => Mode::Chat(ChatLimit::new(cfg.chat_rate, cfg.chat_burst)),
-        Route::Relay(_) => Mode::Frames(Throttle::new(cfg.relay_rate, cfg.relay_burst)),
-        Route::Echo => Mode::Frames(Throttle::new(0.0, 0.0)),
-    };
     let host = Host {
         events: shared.events.clone(),
-        filter: shared.hooks.filter.clone(),
         path: head.path().to_string(),
+        stats: shared.stats.clone(),
     };
     if let Some(events) = &host.events {
         let _ = events.send(ServerEvent::Connected {
@@ -887,13 +894,47 @@ fn serve(slot: Slot, stream: TcpStream, peer: SocketAddr) {
             peer,
         });
     }
-    let opened = shared.tx.send(Event::Open {
-        id,
-        stream: stream.clone(),
-        handshake: accepted.response,
-        route: accepted.route,
-        token: grant.map(|g| g.token),
-    });
+    let (endpoint, login): (Box<dyn Endpoint>, _) = match &accepted.route {
+        Route::Chat { name, room, bound } => (
+            Box::new(ChatEndpoint::new(
+                id,
+                shared.chat.clone(),
+                ChatLimit::new(cfg.chat_rate, cfg.chat_burst),
+                shared.hooks.filter.clone(),
+            )),
+            Some(ChatEvent::Connect {
+                id,
+                name: name.clone(),
+                room: room.clone(),
+                bound: *bound,
+            }),
+        ),
+        Route::Relay(_) => (
+            Box::new(Frames::new(
+                id,
+                shared.tx.clone(),
+                Throttle::new(cfg.relay_rate, cfg.relay_burst),
+            )),
+            None,
+        ),
+        Route::Echo => (
+            Box::new(Frames::new(id, shared.tx.clone(), Throttle::new(0.0, 0.0))),
+            None,
+        ),
+    };
+    // The dispatcher registers the client (and writes its 101) before the chat worker hears
+    // of it, so the chat's first answer (`welcome`) always finds the client registered.
+    let opened = shared
+        .tx
+        .send(Event::Open {
+            id,
+            stream: stream.clone(),
+            handshake: accepted.response,
+            route: accepted.route,
+            token: grant.map(|g| g.token),
+        })
+        .is_ok()
+        && login.is_none_or(|login| shared.chat.send(login).is_ok());
     let events = host.events.clone();
     let on_end = Box::new(move || {
         slot.shared.stats.ws_open.fetch_sub(1, Relaxed);
@@ -911,11 +952,11 @@ fn serve(slot: Slot, stream: TcpStream, peer: SocketAddr) {
         head.rest,
         cfg,
         shared.tx.clone(),
-        mode,
+        endpoint,
         host,
         on_end,
     ));
-    if opened.is_err() {
+    if !opened {
         return; // shutting down: dropping the connection reports it gone
     }
     if park_after.is_some() && !early {

@@ -26,6 +26,7 @@ use log::{debug, warn};
 use tiny_http::{Header, Method, Response, StatusCode};
 
 use crate::assets;
+use crate::chat_worker::ChatEvent;
 use crate::config::Config;
 use crate::http::{self, Head};
 use crate::hub::Event;
@@ -64,11 +65,17 @@ struct Ctx {
     stats: Arc<Stats>,
     /// To publish into the relay and the chat (`POST /api/publish`).
     tx: Sender<Event>,
+    chat: Sender<ChatEvent>,
     api_key: Option<String>,
 }
 
 impl Web {
-    pub(crate) fn start(cfg: &Config, stats: Arc<Stats>, tx: Sender<Event>) -> io::Result<Web> {
+    pub(crate) fn start(
+        cfg: &Config,
+        stats: Arc<Stats>,
+        tx: Sender<Event>,
+        chat: Sender<ChatEvent>,
+    ) -> io::Result<Web> {
         let server = tiny_http::Server::http("127.0.0.1:0").map_err(io::Error::other)?;
         let addr = server
             .server_addr()
@@ -79,6 +86,7 @@ impl Web {
             public_dir: cfg.public_dir.clone(),
             stats,
             tx,
+            chat,
             api_key: cfg.api_key.clone().filter(|k| !k.is_empty()),
         });
         let mut threads = Vec::new();
@@ -228,13 +236,13 @@ fn publish(ctx: &Ctx, request: &mut tiny_http::Request) -> (u16, serde_json::Val
     if let Some(room) = msg.get("room").and_then(|r| r.as_str()) {
         let from = msg.get("from").and_then(|f| f.as_str()).unwrap_or("api");
         let (reply, answer) = crossbeam_channel::bounded(1);
-        let event = Event::Say {
+        let event = ChatEvent::Say {
             room: room.to_string(),
             from: from.to_string(),
             text: text.to_string(),
             reply: Some(reply),
         };
-        if ctx.tx.send(event).is_err() {
+        if ctx.chat.send(event).is_err() {
             return (503, json!({"ok": false, "error": "shutting down"}));
         }
         return match answer.recv_timeout(PUBLISH_TIMEOUT) {
