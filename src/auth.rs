@@ -15,6 +15,10 @@ use crate::http::Head;
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Tokens {
     entries: Vec<(Arc<str>, Option<String>)>,
+    /// Whether a token is required at all: from the configuration (a tokens file, inline
+    /// tokens, `require_token`), never from how many entries were read, so an empty or
+    /// all-comment file admits nobody instead of everybody.
+    required: bool,
 }
 
 /// A token that was accepted: the token itself (to find its connections if it is revoked) and
@@ -39,19 +43,25 @@ impl Tokens {
                 None => (Arc::from(line), None),
             })
             .collect();
-        Tokens { entries }
+        Tokens {
+            entries,
+            required: true,
+        }
     }
 
-    /// Reads `file` (if any) and adds the `inline` entries.
+    /// Reads `file` (if any) and adds the `inline` entries. Tokens are required when a file
+    /// is configured, inline entries exist or `require` is set, whatever the file holds.
     pub(crate) fn load(
         file: Option<&Path>,
         inline: &[(String, Option<String>)],
+        require: bool,
     ) -> std::io::Result<Tokens> {
         let mut tokens = Tokens {
             entries: inline
                 .iter()
                 .map(|(t, n)| (Arc::from(t.as_str()), n.clone()))
                 .collect(),
+            required: require || file.is_some() || !inline.is_empty(),
         };
         if let Some(file) = file {
             let text = std::fs::read_to_string(file).map_err(|e| {
@@ -64,6 +74,11 @@ impl Tokens {
 
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// Whether a WebSocket client must present a valid token (see `required`).
+    pub(crate) fn required(&self) -> bool {
+        self.required
     }
 
     /// The grant for `presented`, comparing it with every token in constant time (no early exit

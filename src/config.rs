@@ -109,12 +109,20 @@ pub struct Config {
     /// 20: a reconnecting page fires its join/history/users requests at once.
     pub chat_burst: f64,
 
-    /// A file of access tokens (one `TOKEN [NAME]` per line). When it (or `tokens`) holds any
-    /// token, every WebSocket upgrade must present a valid one, as `?token=` or
-    /// `Authorization: Bearer`, else it gets 401. A token with a NAME logs its chat client in
-    /// as NAME and forbids renaming. [`Handle::reload_tokens`](crate::Handle::reload_tokens)
-    /// re-reads it (the binary does on SIGHUP). Default `None`: no tokens, anyone may connect.
+    /// A file of access tokens (one `TOKEN [NAME]` per line). When it is set (or `tokens` is
+    /// not empty, or `require_token` is true), every WebSocket upgrade must present a valid
+    /// token, as `?token=` or `Authorization: Bearer`, else it gets 401: a file that holds no
+    /// token admits nobody, it never switches the check off. A token with a NAME logs its chat
+    /// client in as NAME and forbids renaming.
+    /// [`Handle::reload_tokens`](crate::Handle::reload_tokens) re-reads it (the binary does on
+    /// SIGHUP). Default `None`: no tokens, anyone may connect.
     pub tokens_file: Option<PathBuf>,
+
+    /// Require a token even when `tokens_file` is unset and `tokens` is empty (then nobody is
+    /// admitted). The binary sets it when `$WSCHAT_TOKENS` is set, even to an empty value:
+    /// whether tokens are required follows from the configuration, never from how many were
+    /// read. Default false.
+    pub require_token: bool,
 
     /// Tokens given directly (token, optional bound chat name), in addition to `tokens_file`.
     /// The binary fills it from the `WSCHAT_TOKENS` environment variable. Default empty.
@@ -180,6 +188,7 @@ impl Default for Config {
             listen_backlog: 4096,
             chat: ChatConfig::default(),
             tokens_file: None,
+            require_token: false,
             tokens: Vec::new(),
             allowed_origins: Vec::new(),
             relay_protocol: None,

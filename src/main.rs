@@ -36,6 +36,8 @@ fn serve(mut config: wschat::Config) -> ExitCode {
     // Tokens may also come from the environment (a systemd unit, a container secret): the
     // file's format, with commas or newlines between entries.
     if let Ok(env) = std::env::var("WSCHAT_TOKENS") {
+        // Set, even empty: tokens are required (an empty list admits nobody).
+        config.require_token = true;
         for entry in env
             .split([',', '\n'])
             .map(str::trim)

@@ -264,8 +264,12 @@ impl Server {
             sys::nofile_limit().saturating_sub(RESERVED_FDS).max(16) as usize
         };
 
-        let tokens = Tokens::load(config.tokens_file.as_deref(), &config.tokens)?;
-        if tokens.len() > 0 {
+        let tokens = Tokens::load(
+            config.tokens_file.as_deref(),
+            &config.tokens,
+            config.require_token,
+        )?;
+        if tokens.required() {
             info!(
                 "{} access tokens loaded: WebSocket clients must present one",
                 tokens.len()
@@ -548,7 +552,7 @@ impl Handle {
     /// ```
     pub fn reload_tokens(&self) -> Result<usize> {
         let cfg = &self.shared.cfg;
-        let fresh = Tokens::load(cfg.tokens_file.as_deref(), &cfg.tokens)?;
+        let fresh = Tokens::load(cfg.tokens_file.as_deref(), &cfg.tokens, cfg.require_token)?;
         let count = fresh.len();
         let fresh = Arc::new(fresh);
         let old = std::mem::replace(&mut *self.shared.tokens.write(), fresh.clone());
@@ -838,7 +842,7 @@ fn serve(slot: Slot, stream: TcpStream, peer: SocketAddr) {
         return http::reject(&stream, 403, &[]);
     }
     let tokens = shared.tokens.read().clone();
-    let grant = if tokens.len() == 0 {
+    let grant = if !tokens.required() {
         None
     } else {
         match auth::presented_token(&head).and_then(|t| tokens.check(&t)) {

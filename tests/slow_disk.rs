@@ -104,7 +104,10 @@ fn echo_goes_on_while_a_chat_message_waits_for_a_slow_fsync() {
         .set_read_timeout(Some(Duration::from_millis(5)))
         .unwrap();
 
-    send_json(&mut alice, &json!({"type": "say", "room": "lobby", "text": "hi", "ref": 1}));
+    send_json(
+        &mut alice,
+        &json!({"type": "say", "room": "lobby", "text": "hi", "ref": 1}),
+    );
     let sent = Instant::now();
     let mut echoes_while_waiting = 0;
     let deadline = sent + Duration::from_secs(30);
