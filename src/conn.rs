@@ -271,7 +271,12 @@ impl Conn {
             let result = self.ws.read();
             match result {
                 Ok(Message::Ping(_) | Message::Pong(_)) => {
-                    if !self.step(result) {
+                    if !self.endpoint.control(false) {
+                        // Over its rate limit: wait for it on a thread of its own.
+                        outcome = Poke::Wake(Some(result));
+                        break;
+                    }
+                    if !self.heartbeat(result) {
                         break; // the dispatcher is gone; the wake-up ends it
                     }
                 }
@@ -306,14 +311,10 @@ impl Conn {
                 host.report(id, || Payload::Binary(data.to_vec()));
                 Data::Binary(data)
             }
-            Ok(Message::Ping(_)) => {
-                // tungstenite queued the pong; flushing writes it into `written`.
-                let _ = self.ws.flush();
-                let bytes = std::mem::take(&mut self.ws.get_mut().written);
-                // An error means the dispatcher is gone: the server is shutting down.
-                return self.tx.send(Event::Control { id, bytes }).is_ok();
+            Ok(Message::Ping(_) | Message::Pong(_)) => {
+                self.endpoint.control(true);
+                return self.heartbeat(result);
             }
-            Ok(Message::Pong(_)) => return self.tx.send(Event::Pong { id }).is_ok(),
             Ok(Message::Close(close)) => {
                 trace!("client {id} sent Close {close:?}");
                 // Writes the reply Close into `written` (then reports ConnectionClosed).
@@ -342,6 +343,21 @@ impl Conn {
                 false
             }
             Err(Refused::Stopped) => false,
+        }
+    }
+
+    /// Answers a ping (tungstenite's pong goes to the dispatcher) or notes a pong; `false`
+    /// when the dispatcher is gone (the server is shutting down).
+    fn heartbeat(&mut self, result: WsResult<Message>) -> bool {
+        let id = self.id;
+        match result {
+            Ok(Message::Ping(_)) => {
+                // tungstenite queued the pong; flushing writes it into `written`.
+                let _ = self.ws.flush();
+                let bytes = std::mem::take(&mut self.ws.get_mut().written);
+                self.tx.send(Event::Control { id, bytes }).is_ok()
+            }
+            _ => self.tx.send(Event::Pong { id }).is_ok(),
         }
     }
 

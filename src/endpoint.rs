@@ -35,6 +35,16 @@ pub(crate) trait Endpoint: Send {
     /// A complete data message.
     fn message(&mut self, data: Data) -> Result<(), Refused>;
 
+    /// A ping or pong arrived: count it toward the endpoint's rate limit, if it has one, so a
+    /// ping flood costs the server no more than a message flood. With `may_wait` (on the
+    /// connection's own thread) wait for the limit; without (on the parking thread, which
+    /// serves every idle connection and must never sleep) return `false` when over it, and
+    /// the connection gets a thread of its own to wait on.
+    fn control(&mut self, may_wait: bool) -> bool {
+        let _ = may_wait;
+        true
+    }
+
     /// The connection's last frame (the reply to the client's Close, or our Close), to be
     /// written after everything this endpoint passed on before. `false`: the server is gone.
     fn last_frame(&mut self, bytes: Vec<u8>) -> bool;
@@ -69,6 +79,15 @@ impl Endpoint for Frames {
             .map_err(|_| Refused::Stopped)
     }
 
+    fn control(&mut self, may_wait: bool) -> bool {
+        if may_wait {
+            self.throttle.wait();
+            true
+        } else {
+            self.throttle.try_take()
+        }
+    }
+
     fn last_frame(&mut self, bytes: Vec<u8>) -> bool {
         let id = self.id;
         self.tx.send(Event::Closing { id, bytes }).is_ok()
@@ -92,6 +111,14 @@ impl Throttle {
         Throttle {
             bucket: (rate > 0.0).then(|| TokenBucket::new(rate, burst.max(1.0))),
             rate,
+        }
+    }
+
+    /// Takes a token if one is there now.
+    fn try_take(&mut self) -> bool {
+        match &mut self.bucket {
+            Some(bucket) => bucket.try_take(Instant::now()),
+            None => true,
         }
     }
 
