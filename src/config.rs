@@ -51,6 +51,14 @@ pub struct Config {
     /// Default 1 MiB (Centrifugo's default for the same queue): about 1000 chat messages.
     pub max_pending_bytes: usize,
 
+    /// Most bytes the server holds for delivery in all: messages waiting for the dispatcher
+    /// plus every client's unsent queue, together. Senders wait (TCP slows them) while it is
+    /// spent; when the queues alone overspend it, the clients furthest behind are disconnected
+    /// (Close 1008) until it fits. Default 128 MiB: 128 clients at the `max_pending_bytes`
+    /// limit, or 2000 maximum-size messages in flight, and an eighth of a 1 GiB Raspberry Pi;
+    /// it bounds what 19,000 clients each just under their own limit could otherwise hold.
+    pub max_buffered_bytes: usize,
+
     /// How long a client may stay silent before the server pings it; a client that also ignores
     /// the ping until the next tick is dropped. Default 30 s, so a vanished peer (reset, half-open
     /// TCP, a phone that lost its network) is pruned within 60 s, and idle connections cause one
@@ -177,6 +185,7 @@ impl Default for Config {
             max_message_size: 64 * 1024,
             read_buffer_size: 4 * 1024,
             max_pending_bytes: 1024 * 1024,
+            max_buffered_bytes: 128 * 1024 * 1024,
             ping_interval: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(5),
             max_head_size: 16 * 1024,

@@ -6,11 +6,13 @@
 //! dispatcher, so whatever they cost (a rate limit's wait, JSON parsing, the host's filter)
 //! slows only that client.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use tungstenite::Bytes;
 
+use crate::budget::Budget;
 use crate::frame;
 use crate::hub::{ClientId, Event};
 use crate::ratelimit::TokenBucket;
@@ -58,11 +60,22 @@ pub(crate) struct Frames {
     id: ClientId,
     tx: Sender<Event>,
     throttle: Throttle,
+    budget: Arc<Budget>,
 }
 
 impl Frames {
-    pub(crate) fn new(id: ClientId, tx: Sender<Event>, throttle: Throttle) -> Frames {
-        Frames { id, tx, throttle }
+    pub(crate) fn new(
+        id: ClientId,
+        tx: Sender<Event>,
+        throttle: Throttle,
+        budget: Arc<Budget>,
+    ) -> Frames {
+        Frames {
+            id,
+            tx,
+            throttle,
+            budget,
+        }
     }
 }
 
@@ -74,6 +87,9 @@ impl Endpoint for Frames {
             Data::Binary(data) => (frame::BINARY, data),
         };
         let id = self.id;
+        // Wait here, on this client's thread, while the server holds too much for delivery:
+        // TCP slows this sender; the dispatcher gives the bytes back once it handled them.
+        self.budget.take(data.len());
         self.tx
             .send(Event::Message { id, opcode, data })
             .map_err(|_| Refused::Stopped)

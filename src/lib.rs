@@ -26,6 +26,7 @@
 
 mod assets;
 mod auth;
+mod budget;
 mod chat;
 mod chat_worker;
 mod config;

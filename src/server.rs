@@ -15,6 +15,7 @@ use parking_lot::{Mutex, RwLock};
 use tungstenite::Bytes;
 
 use crate::auth::{self, Tokens};
+use crate::budget::Budget;
 use crate::chat::Chat;
 use crate::chat_worker::{self, ChatEndpoint, ChatEvent, ChatLimit, ChatWorker};
 use crate::config::Config;
@@ -53,6 +54,8 @@ struct Shared {
     tx: Sender<Event>,
     /// To the chat worker: chat connections' events, and `Handle::say`.
     chat: Sender<ChatEvent>,
+    /// Bytes held for delivery (see `budget.rs`).
+    budget: Arc<Budget>,
     stats: Arc<Stats>,
     stopping: AtomicBool,
     next_id: AtomicU64,
@@ -289,6 +292,7 @@ impl Server {
             None => (None, None),
         };
         let epoll = Arc::new(Epoll::new()?);
+        let budget = Arc::new(Budget::new(cfg.max_buffered_bytes));
         let parking = Arc::new(Parking::new(cfg.clone(), stats.clone())?);
         let shared = Arc::new(Shared {
             cfg: cfg.clone(),
@@ -297,6 +301,7 @@ impl Server {
             web_addr: web.addr,
             tx: tx.clone(),
             chat: chat_tx.clone(),
+            budget: budget.clone(),
             stats: stats.clone(),
             stopping: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
@@ -310,7 +315,7 @@ impl Server {
         });
 
         let mut threads = Vec::new();
-        let hub = Hub::new(cfg.clone(), stats.clone(), rx, epoll.clone());
+        let hub = Hub::new(cfg.clone(), stats.clone(), rx, epoll.clone(), budget);
         let worker = ChatWorker::new(chat, chat_rx, tx.clone(), stats, events_tx);
         let hub_parking = parking.clone();
         let stop_chat = chat_tx;
@@ -482,6 +487,8 @@ impl Handle {
         if self.shared.stopping.load(Relaxed) {
             return Err(Error::Closed);
         }
+        // Like a client's message: wait while the server holds too much for delivery.
+        self.shared.budget.take(data.len());
         self.shared
             .tx
             .send(Event::Publish {
@@ -918,11 +925,17 @@ fn serve(slot: Slot, stream: TcpStream, peer: SocketAddr) {
                 id,
                 shared.tx.clone(),
                 Throttle::new(cfg.relay_rate, cfg.relay_burst),
+                shared.budget.clone(),
             )),
             None,
         ),
         Route::Echo => (
-            Box::new(Frames::new(id, shared.tx.clone(), Throttle::new(0.0, 0.0))),
+            Box::new(Frames::new(
+                id,
+                shared.tx.clone(),
+                Throttle::new(0.0, 0.0),
+                shared.budget.clone(),
+            )),
             None,
         ),
     };

@@ -42,6 +42,11 @@ pub(crate) struct Stats {
     pub chat_commit: Histogram,
     /// Commits of the history log that failed (the disk is full or failing).
     pub chat_commit_failures: AtomicU64,
+    /// Bytes held for delivery (the budget's use, sampled each dispatcher batch) and its cap.
+    pub buffered: AtomicUsize,
+    pub buffered_limit: AtomicUsize,
+    /// Clients disconnected because the server's delivery budget was spent.
+    pub budget_disconnects: AtomicU64,
 }
 
 /// Upper bounds of [`Histogram`]'s buckets, in seconds: from a page-cache write (tens of
@@ -199,6 +204,24 @@ impl Stats {
             "gauge",
             "Chat users connected.",
             self.chat_users.load(Relaxed) as u64,
+        );
+        metric(
+            "wschat_buffered_bytes",
+            "gauge",
+            "Bytes held for delivery: messages waiting for the dispatcher plus every client's unsent queue.",
+            self.buffered.load(Relaxed) as u64,
+        );
+        metric(
+            "wschat_buffered_bytes_limit",
+            "gauge",
+            "The cap on wschat_buffered_bytes (max_buffered_bytes).",
+            self.buffered_limit.load(Relaxed) as u64,
+        );
+        metric(
+            "wschat_memory_budget_disconnects_total",
+            "counter",
+            "Clients disconnected (1008) because the server's delivery budget was spent, furthest behind first.",
+            self.budget_disconnects.load(Relaxed),
         );
         metric(
             "wschat_chat_commit_failures_total",
