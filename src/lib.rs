@@ -19,8 +19,8 @@
 //! server.join();
 //! # Ok::<(), wschat::Error>(())
 //! ```
-// deny, not forbid: the OS wrappers (src/sys.rs, src/bench/sys.rs) opt in with a module-level
-// allow, each unsafe block with its SAFETY comment; forbid could not be overridden there.
+// deny, not forbid: the OS wrapper (src/sys.rs) opts in with a module-level allow, each
+// unsafe block with its SAFETY comment; forbid could not be overridden there.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -53,9 +53,6 @@ pub use error::{Error, Result};
 pub use history::Fsync;
 pub use server::{Builder, Handle, Server};
 pub use sys::{Signal, block_shutdown_signals, raise_fd_limit, wait_signal};
-
-/// `wschat bench`: the synchronous load-test client (fanout, echo, connect, idle scenarios).
-pub mod bench;
 
 /// Internals exposed for `benches/` only: not part of the public API, may change at any time.
 #[doc(hidden)]

@@ -4,14 +4,12 @@
 //! Like the server it has no async runtime: a few worker threads, each with its own epoll over a
 //! share of the non-blocking connections (one process drives 10,000+), a hand-written client
 //! frame codec, and bench messages that carry sender, sequence number and send time so that
-//! every receiver measures latency, loss, duplicates and reordering. See [`run_from_args`](crate::bench::run_from_args) and
+//! every receiver measures latency, loss, duplicates and reordering. See [`run_from_args`] and
 //! `wschat bench --help`.
 //!
-//! ```no_run
-//! let args: Vec<String> = ["fanout", "-c", "100", "-s", "10", "-r", "max", "-d", "5"]
-//!     .iter().map(|s| s.to_string()).collect();
-//! wschat::bench::run_from_args(&args).unwrap();
-//! ```
+//! A module of the `wschat` binary, not of the library (embedding programs compile none of
+//! it); the frame codec it shares with the server and the tests is the library's `frame`,
+//! reached through `wschat::internals`.
 
 mod args;
 mod codec;
@@ -47,15 +45,8 @@ use worker::{FAILURE_KINDS, PHASE_DRAIN, PHASE_SEND, PHASE_STOP, Shared, counter
 /// Bad arguments, a server that cannot be reached at all, or a failure to create threads or
 /// epoll instances; the message is meant for the user.
 ///
-/// ```no_run
-/// // 100 connections to a relay, 10 of them sending as fast as the window allows, for 5 s.
-/// let args: Vec<String> = "fanout --url ws://127.0.0.1:8080/ -c 100 -s 10 --rate max -d 5"
-///     .split_whitespace()
-///     .map(String::from)
-///     .collect();
-/// wschat::bench::run_from_args(&args)?;
-/// # Ok::<(), String>(())
-/// ```
+/// For example (100 connections to a relay, 10 of them sending as fast as the window allows,
+/// for 5 s): `wschat bench fanout --url ws://127.0.0.1:8080/ -c 100 -s 10 --rate max -d 5`.
 pub fn run_from_args(args: &[String]) -> Result<(), String> {
     let opts = match args::parse(args)? {
         Command::Help(text) => {
