@@ -54,9 +54,15 @@ pub use history::Fsync;
 pub use server::{Builder, Handle, Server};
 pub use sys::{Signal, block_shutdown_signals, raise_fd_limit, wait_signal};
 
-/// Internals exposed for `benches/` only: not part of the public API, may change at any time.
+/// Internals exposed for `benches/`, the binary's `wschat bench` and `tests/it` only: not part
+/// of the public API, may change at any time.
 #[doc(hidden)]
 pub mod internals {
+    /// The frame codec (server and client frames, header decoding) of `src/frame.rs`.
+    pub mod frame {
+        pub use crate::frame::*;
+    }
+
     /// Appends one unmasked server frame (text opcode) with `payload` to `out`.
     pub fn encode_text_frame(payload: &[u8], out: &mut Vec<u8>) {
         crate::frame::encode(crate::frame::TEXT, payload, out);

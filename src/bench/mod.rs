@@ -2,18 +2,18 @@
 //! or echoes text.
 //!
 //! Like the server it has no async runtime: a few worker threads, each with its own epoll over a
-//! share of the non-blocking connections (one process drives 10,000+), a hand-written client
-//! frame codec, and bench messages that carry sender, sequence number and send time so that
-//! every receiver measures latency, loss, duplicates and reordering. See [`run_from_args`] and
-//! `wschat bench --help`.
+//! share of the non-blocking connections (one process drives 10,000+), the library's frame
+//! codec (headers decoded in place, no allocation per frame), and bench messages that carry
+//! sender, sequence number and send time so that every receiver measures latency, loss,
+//! duplicates and reordering. See [`run_from_args`] and `wschat bench --help`.
 //!
-//! A module of the `wschat` binary, not of the library (embedding programs compile none of
-//! it); the frame codec it shares with the server and the tests is the library's `frame`,
-//! reached through `wschat::internals`.
+//! A module of the `wschat` binary, not of the library: embedding programs compile none of it.
+//! The frame codec it shares with the server and the tests is `src/frame.rs`, reached through
+//! `wschat::internals::frame`.
 
 mod args;
-mod codec;
 mod hist;
+mod mask;
 mod payload;
 mod sys;
 mod track;

@@ -17,8 +17,10 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::args::{Mode, Options, Rate};
-use super::codec::{self, CodecError, MaskRng};
+use wschat::internals::frame::{self, FrameError};
+
 use super::hist::Histogram;
+use super::mask::MaskRng;
 use super::payload::{self, BenchMsg};
 use super::sys::{self, EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, Epoll, Event};
 use super::track::{Seen, SeqTrack};
@@ -689,11 +691,11 @@ impl Worker {
                     sent_ns: now,
                 };
                 payload::encode(&mut self.text, &msg, opts.payload);
-                codec::encode_masked(
-                    &mut conn.wbuf,
-                    codec::OP_TEXT,
+                frame::encode_masked(
+                    frame::FIN | frame::TEXT,
                     &self.text,
                     self.rng.next_mask(),
+                    &mut conn.wbuf,
                 );
                 conn.seq += 1;
             }
@@ -729,15 +731,15 @@ impl Worker {
         for i in 0..self.conns.len() {
             let conn = &mut self.conns[i];
             if conn.state == State::Open {
-                let mut frame = Vec::with_capacity(8);
-                codec::encode_masked(
-                    &mut frame,
-                    codec::OP_CLOSE,
+                let mut close = Vec::with_capacity(8);
+                frame::encode_masked(
+                    frame::FIN | frame::CLOSE,
                     &1000u16.to_be_bytes(),
                     self.rng.next_mask(),
+                    &mut close,
                 );
                 if let Some(s) = conn.stream.as_mut() {
-                    let _ = s.write(&frame);
+                    let _ = s.write(&close);
                 }
                 self.shared.open.fetch_sub(1, Relaxed);
                 self.shared.open_flags[conn.id as usize].store(false, Relaxed);
@@ -758,58 +760,58 @@ struct Ctx<'a> {
     now: u64,
 }
 
-/// Parses complete frames from the start of `buf`; returns the bytes used.
-fn parse_frames(conn: &mut Conn, buf: &mut [u8], ctx: &mut Ctx<'_>) -> Result<usize, CodecError> {
+/// Parses complete frames from the start of `buf` (in place: unmasking, if a server masks,
+/// happens in the buffer; nothing is allocated per frame); returns the bytes used.
+fn parse_frames(conn: &mut Conn, buf: &mut [u8], ctx: &mut Ctx<'_>) -> Result<usize, FrameError> {
     let mut pos = 0;
-    while let Some(head) = codec::parse_head(&buf[pos..], MAX_FRAME)? {
-        let end = pos + head.total_len();
+    while let Some(head) = frame::parse_head(&buf[pos..]) {
+        head.check(MAX_FRAME)?;
+        // check() bounds payload_len by MAX_FRAME, a usize: the cast and the sum are exact.
+        let end = pos + head.header_len + head.payload_len as usize;
         if end > buf.len() {
             break;
         }
         let body = &mut buf[pos + head.header_len..end];
         if let Some(mask) = head.mask {
-            codec::apply_mask(body, mask);
+            frame::apply_mask(body, mask);
         }
         pos = end;
         match head.opcode {
-            codec::OP_TEXT | codec::OP_BINARY if head.fin => {
+            frame::TEXT | frame::BINARY if head.fin => {
                 if conn.frag.is_some() {
-                    return Err(CodecError::BadOpcode(head.opcode));
+                    return Err(FrameError::BadOpcode(head.opcode));
                 }
                 on_message(conn, body, ctx);
             }
-            codec::OP_TEXT | codec::OP_BINARY => {
+            frame::TEXT | frame::BINARY => {
                 if conn.frag.is_some() {
-                    return Err(CodecError::BadOpcode(head.opcode));
+                    return Err(FrameError::BadOpcode(head.opcode));
                 }
                 conn.frag = Some((head.opcode, body.to_vec()));
             }
-            codec::OP_CONTINUATION => {
+            frame::CONTINUATION => {
                 let Some((_, mut data)) = conn.frag.take() else {
-                    return Err(CodecError::BadOpcode(head.opcode));
+                    return Err(FrameError::BadOpcode(head.opcode));
                 };
                 data.extend_from_slice(body);
                 if data.len() > MAX_FRAME {
-                    return Err(CodecError::TooLarge(data.len() as u64));
+                    return Err(FrameError::TooLarge(data.len() as u64));
                 }
                 if head.fin {
                     on_message(conn, &data, ctx);
                 } else {
-                    conn.frag = Some((codec::OP_TEXT, data));
+                    conn.frag = Some((frame::TEXT, data));
                 }
             }
-            codec::OP_PING => {
-                codec::encode_masked(&mut conn.wbuf, codec::OP_PONG, body, ctx.rng.next_mask());
+            frame::PING => {
+                let mask = ctx.rng.next_mask();
+                frame::encode_masked(frame::FIN | frame::PONG, body, mask, &mut conn.wbuf);
             }
-            codec::OP_CLOSE => {
+            frame::CLOSE => {
                 if !conn.close_sent {
                     let code = if body.len() >= 2 { &body[..2] } else { &[][..] };
-                    codec::encode_masked(
-                        &mut conn.wbuf,
-                        codec::OP_CLOSE,
-                        code,
-                        ctx.rng.next_mask(),
-                    );
+                    let mask = ctx.rng.next_mask();
+                    frame::encode_masked(frame::FIN | frame::CLOSE, code, mask, &mut conn.wbuf);
                     conn.close_sent = true;
                 }
                 // Anything after a Close is ignored; the caller flushes and then drops us.

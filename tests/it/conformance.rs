@@ -27,13 +27,7 @@ const AWAIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The mask of every client frame (the one in RFC 6455 5.7): non-zero, so unmasking is tested.
 const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
-const FIN: u8 = 0x80;
-const CONT: u8 = 0x0;
-const TEXT: u8 = 0x1;
-const BINARY: u8 = 0x2;
-const CLOSE: u8 = 0x8;
-const PING: u8 = 0x9;
-const PONG: u8 = 0xa;
+use wschat::internals::frame::{BINARY, CLOSE, CONTINUATION as CONT, FIN, PING, PONG, TEXT};
 
 /// The one server of this file, started on first use and left running until the process ends
 /// (each test thread only needs its address).

@@ -36,9 +36,7 @@ fn close_code_for(frame: &[u8]) -> u16 {
 
 /// A masked client frame with a zero mask key (so the payload is sent as is).
 fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![first, 0x80 | payload.len() as u8, 0, 0, 0, 0];
-    f.extend_from_slice(payload);
-    f
+    client_frame(first, payload, [0; 4])
 }
 
 #[test]

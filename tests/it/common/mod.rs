@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use tungstenite::protocol::WebSocket;
 use tungstenite::{Message, client::IntoClientRequest};
 
+pub use wschat::internals::frame;
 pub use wschat::{Config, Server};
 
 /// Every blocking read in a test gives up after this, so a hang fails instead of stalling CI.
@@ -420,21 +421,11 @@ impl XorShift {
 }
 
 /// One client frame: `first` is the first header byte (FIN, RSV bits, opcode); the payload is
-/// masked with `mask` and its length written in the shortest form (RFC 6455 5.2).
+/// masked with `mask` and its length written in the shortest form (RFC 6455 5.2). The
+/// library's encoder (`wschat::internals::frame`, the one codec of the project).
 pub fn client_frame(first: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
-    let mut f = vec![first];
-    let len = payload.len();
-    if len < 126 {
-        f.push(0x80 | len as u8);
-    } else if len <= 0xffff {
-        f.push(0x80 | 126);
-        f.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        f.push(0x80 | 127);
-        f.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    f.extend_from_slice(&mask);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    let mut f = Vec::new();
+    frame::encode_masked(first, payload, mask, &mut f);
     f
 }
 
@@ -588,39 +579,21 @@ impl FrameReader {
     }
 }
 
-/// Splits one frame off the front of `buf`; `None` while it is incomplete.
+/// Splits one frame off the front of `buf`; `None` while it is incomplete. Decoded by the
+/// library's `frame::parse_head`, which reports what is on the wire without refusing anything
+/// (the tests judge it: [`ServerFrame::violation`]).
 pub fn parse_server_frame(buf: &[u8]) -> Option<(ServerFrame, usize)> {
-    let b0 = *buf.first()?;
-    let b1 = *buf.get(1)?;
-    let (len, mut at) = match b1 & 0x7f {
-        126 => (
-            u16::from_be_bytes(buf.get(2..4)?.try_into().unwrap()) as u64,
-            4,
-        ),
-        127 => (u64::from_be_bytes(buf.get(2..10)?.try_into().unwrap()), 10),
-        n => (n as u64, 2),
-    };
-    let masked = b1 & 0x80 != 0;
-    let mask: [u8; 4] = if masked {
-        let m = buf.get(at..at + 4)?.try_into().unwrap();
-        at += 4;
-        m
-    } else {
-        [0; 4]
-    };
-    let end = at.checked_add(usize::try_from(len).ok()?)?;
-    let mut payload = buf.get(at..end)?.to_vec();
-    if masked {
-        payload
-            .iter_mut()
-            .enumerate()
-            .for_each(|(i, b)| *b ^= mask[i % 4]);
+    let head = frame::parse_head(buf)?;
+    let end = head.total_len()?;
+    let mut payload = buf.get(head.header_len..end)?.to_vec();
+    if let Some(mask) = head.mask {
+        frame::apply_mask(&mut payload, mask);
     }
     let frame = ServerFrame {
-        fin: b0 & 0x80 != 0,
-        rsv: b0 & 0x70,
-        opcode: b0 & 0x0f,
-        masked,
+        fin: head.fin,
+        rsv: head.rsv,
+        opcode: head.opcode,
+        masked: head.mask.is_some(),
         payload,
     };
     Some((frame, end))
