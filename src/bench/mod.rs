@@ -24,7 +24,7 @@ use std::hash::BuildHasher;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::{Relaxed, Release};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -167,6 +167,13 @@ fn nap(until: Instant) {
     thread::sleep(left.min(Duration::from_millis(10)));
 }
 
+/// Sleeps up to 1 ms, less if `until` comes sooner: the drain's check, so that it ends soon
+/// after the last delivery is published (workers publish every 2 ms while draining).
+fn nap_briefly(until: Instant) {
+    let left = until.saturating_duration_since(Instant::now());
+    thread::sleep(left.min(Duration::from_millis(1)));
+}
+
 fn run(opts: Options) -> Result<Report, String> {
     // Check the server is there before spawning anything: a clear error beats 1000 failures.
     TcpStream::connect_timeout(&opts.target.addr, Duration::from_secs(3))
@@ -268,16 +275,21 @@ fn send_phase(shared: &Shared, progress: &mut Progress) -> SendWindow {
     }
     shared.phase.store(PHASE_DRAIN, Relaxed);
     let send_end = now_ns();
-    // Drain: until every expected delivery arrived (as last published by the workers), the
-    // drain time is up, or Ctrl-C.
+    // Drain: until every expected delivery arrived, the drain time is up (the bound: a lost
+    // message never arrives), or Ctrl-C. `EXPECTED` is final only once every worker has
+    // published its last sends: comparing before that (workers publish every 50 ms while
+    // sending) could find the deliveries equal to a stale expected count and stop while the
+    // last sends were still in flight, reporting them lost (issue 14).
     let until = Instant::now() + opts.drain;
     while Instant::now() < until && !sys::interrupted() {
+        // Acquire: pairs with each worker's Release increment after publishing its counters.
+        let all_published = shared.drained_workers.load(Acquire) == opts.threads;
         let t = Totals::of(shared);
-        if t.c[counter::RECEIVED] >= t.c[counter::EXPECTED] {
+        if all_published && t.c[counter::RECEIVED] >= t.c[counter::EXPECTED] {
             break;
         }
         progress.tick(shared, "drain");
-        nap(until);
+        nap_briefly(until);
     }
     let end = now_ns();
     let wall = (end - start) as f64 / 1e9;

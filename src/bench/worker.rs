@@ -10,8 +10,8 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::{Acquire, Relaxed};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -29,7 +29,9 @@ use super::track::{Seen, SeqTrack};
 pub const PHASE_CONNECT: u8 = 0;
 /// Senders send.
 pub const PHASE_SEND: u8 = 1;
-/// Senders stopped; receivers still count late deliveries.
+/// Senders stopped; receivers still count late deliveries. Each worker, on seeing it, publishes
+/// its counters (so the main thread's `EXPECTED` is final) and counts itself in
+/// [`Shared::drained_workers`].
 pub const PHASE_DRAIN: u8 = 2;
 /// Close everything and exit.
 pub const PHASE_STOP: u8 = 3;
@@ -128,6 +130,9 @@ pub struct Shared {
     /// server's fan-out order, so the window bounds what the server has queued.
     pub observers: [AtomicU32; 2],
     pub workers: Vec<WorkerStats>,
+    /// Workers that have seen [`PHASE_DRAIN`] and published every send they made: once all
+    /// have, the summed `EXPECTED` counter no longer moves and the drain can compare against it.
+    pub drained_workers: AtomicUsize,
 }
 
 impl Shared {
@@ -143,6 +148,7 @@ impl Shared {
             acked: (0..opts.senders).map(|_| AtomicU64::new(0)).collect(),
             observers: [AtomicU32::new(u32::MAX), AtomicU32::new(u32::MAX)],
             workers: (0..opts.threads).map(|_| WorkerStats::default()).collect(),
+            drained_workers: AtomicUsize::new(0),
             opts,
         }
     }
@@ -216,8 +222,11 @@ const MAX_BURST: u64 = 1024;
 const MAX_FRAME: usize = 64 << 20;
 /// Largest HTTP response head accepted.
 const MAX_HEAD: usize = 16 * 1024;
-/// Stats are published this often; the progress line and the drain check see them this late.
+/// Stats are published this often while sending; the progress line sees them this late.
 const FLUSH_EVERY: Duration = Duration::from_millis(50);
+/// While draining, this often: the drain ends when the published deliveries reach the expected
+/// count, so this is how long after the last delivery the drain can notice it.
+const DRAIN_FLUSH_EVERY: Duration = Duration::from_millis(2);
 
 /// Runs one worker until the phase becomes [`PHASE_STOP`].
 pub fn run(shared: Arc<Shared>, index: usize) -> Result<(), String> {
@@ -311,12 +320,23 @@ impl Worker {
         let mut events = Vec::with_capacity(1024);
         let mut last_flush = Instant::now();
         let mut last_scan = Instant::now();
+        let mut drain_published = false;
         loop {
             // Acquire: pairs with the main thread's Release store, so send_start_ns (stored
             // before PHASE_SEND) is visible once the phase is.
             let phase = self.shared.phase.load(Acquire);
             if phase == PHASE_STOP {
                 break;
+            }
+            if phase == PHASE_DRAIN && !drain_published {
+                // pace() runs only in an iteration that saw PHASE_SEND, and the phase never
+                // goes back: every send of this worker is in its local counters now. Publish
+                // them, then say so (Release: the main thread's Acquire load of the count sees
+                // the counters too).
+                self.flush_stats();
+                last_flush = Instant::now();
+                self.shared.drained_workers.fetch_add(1, Release);
+                drain_published = true;
             }
             if phase == PHASE_CONNECT {
                 self.start_connects();
@@ -352,7 +372,12 @@ impl Worker {
             if phase == PHASE_SEND {
                 self.pace();
             }
-            if last_flush.elapsed() >= FLUSH_EVERY {
+            let every = if phase == PHASE_DRAIN {
+                DRAIN_FLUSH_EVERY
+            } else {
+                FLUSH_EVERY
+            };
+            if last_flush.elapsed() >= every {
                 last_flush = Instant::now();
                 self.flush_stats();
             }

@@ -14,6 +14,7 @@ mod common;
 mod admission_origin;
 mod admission_tokens;
 mod api_publish;
+mod bench;
 mod capacity;
 mod chat_dm;
 mod chat_flood;
