@@ -175,9 +175,11 @@ fn nap_briefly(until: Instant) {
 }
 
 fn run(opts: Options) -> Result<Report, String> {
-    // Check the server is there before spawning anything: a clear error beats 1000 failures.
-    TcpStream::connect_timeout(&opts.target.addr, Duration::from_secs(3))
-        .map_err(|e| format!("cannot connect to {}: {e}", opts.target.addr))?;
+    // Check every server is there before spawning anything: a clear error beats 1000 failures.
+    for target in &opts.targets {
+        TcpStream::connect_timeout(&target.addr, Duration::from_secs(3))
+            .map_err(|e| format!("cannot connect to {}: {e}", target.addr))?;
+    }
 
     let rss_before = match opts.scenario {
         Scenario::Idle => Some(server_rss(&opts)?),
@@ -326,9 +328,17 @@ fn report(
         .map(|(i, k)| ((*k).to_owned(), json!(c[counter::FAIL_BASE + i])))
         .collect();
     let scenario = format!("{:?}", opts.scenario).to_lowercase();
+    let urls: Vec<String> = opts
+        .targets
+        .iter()
+        .map(|t| format!("ws://{}{}", t.host, t.path))
+        .collect();
     let mut v = json!({
         "scenario": scenario,
-        "url": format!("ws://{}{}", opts.target.host, opts.target.path),
+        // One URL as before; several (connections spread round-robin) joined with commas, as
+        // --url accepts them, and listed in `urls`.
+        "url": urls.join(","),
+        "urls": urls,
         "mode": format!("{:?}", opts.mode).to_lowercase(),
         "threads": opts.threads,
         "conns": opts.conns,
@@ -347,11 +357,10 @@ fn report(
         "interrupted": sys::interrupted(),
     });
     let mut text = format!(
-        "wschat bench {scenario} -> ws://{}{} ({} threads)\n\
+        "wschat bench {scenario} -> {} ({} threads)\n\
          connections   {connected}/{} open in {connect_secs:.2} s ({:.0} handshakes/s, \
          handshake p50 {} p99 {}), failed {}{}, dropped later {}\n",
-        opts.target.host,
-        opts.target.path,
+        urls.join(" "),
         opts.threads,
         opts.conns,
         per_sec(connected, connect_secs),

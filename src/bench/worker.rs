@@ -210,6 +210,14 @@ struct Conn {
     close_sent: bool,
 }
 
+impl Conn {
+    /// Which of `targets` servers this connection uses: round-robin by id, so that each server
+    /// gets an equal share of the connections and of the senders (ids 0..S).
+    fn target(&self, targets: usize) -> usize {
+        self.id as usize % targets
+    }
+}
+
 /// Bytes asked of each `read`; also the read buffer's minimum size. 256 KiB drains a socket
 /// carrying thousands of small frames in one syscall.
 const READ_CHUNK: usize = 256 * 1024;
@@ -263,7 +271,8 @@ struct Worker {
     text: Vec<u8>,
     rng: MaskRng,
     local: Local,
-    request_head: String,
+    /// Per target, the upgrade request up to the key.
+    request_heads: Vec<String>,
 }
 
 impl Worker {
@@ -292,12 +301,18 @@ impl Worker {
                 close_sent: false,
             })
             .collect();
-        let t = &shared.opts.target;
-        let request_head = format!(
-            "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Version: 13\r\nUser-Agent: wschat-bench\r\nSec-WebSocket-Key: ",
-            t.path, t.host
-        );
+        let request_heads = shared
+            .opts
+            .targets
+            .iter()
+            .map(|t| {
+                format!(
+                    "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                     Sec-WebSocket-Version: 13\r\nUser-Agent: wschat-bench\r\nSec-WebSocket-Key: ",
+                    t.path, t.host
+                )
+            })
+            .collect();
         let seed = now_ns() ^ ((index as u64 + 1) << 48) ^ u64::from(shared.run_id);
         Ok(Worker {
             shared,
@@ -312,7 +327,7 @@ impl Worker {
             text: Vec::new(),
             rng: MaskRng::new(seed),
             local: Local::default(),
-            request_head,
+            request_heads,
         })
     }
 
@@ -388,12 +403,13 @@ impl Worker {
     }
 
     fn start_connects(&mut self) {
-        let addr = self.shared.opts.target.addr;
+        let targets = &self.shared.opts.targets;
         while self.inflight < self.limit && self.next_start < self.conns.len() {
             let i = self.next_start;
             self.next_start += 1;
             let conn = &mut self.conns[i];
             conn.started_ns = now_ns();
+            let addr = targets[conn.target(targets.len())].addr;
             let stream = match sys::connect_nonblocking(addr) {
                 Ok(s) => s,
                 Err(e) => {
@@ -504,7 +520,8 @@ impl Worker {
         // Base64 of a 20-byte SHA-1: always 28 bytes.
         conn.accept.copy_from_slice(&accept.as_bytes()[..28]);
         conn.wbuf.clear();
-        conn.wbuf.extend_from_slice(self.request_head.as_bytes());
+        let head = &self.request_heads[conn.target(self.request_heads.len())];
+        conn.wbuf.extend_from_slice(head.as_bytes());
         conn.wbuf.extend_from_slice(key.as_bytes());
         conn.wbuf.extend_from_slice(b"\r\n\r\n");
         conn.state = State::Handshake;

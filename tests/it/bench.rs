@@ -88,3 +88,22 @@ fn fanout_reports_no_loss_when_nothing_is_lost_run_after_run() {
     let handle = server.handle();
     assert!(wait_until(IO_TIMEOUT, || handle.connection_count() == 0));
 }
+
+#[test]
+fn connections_are_spread_round_robin_over_several_urls() {
+    let (a, b) = (start(|_| {}), start(|_| {}));
+    let urls = format!("ws://{}/echo,ws://{}/echo", a.local_addr(), b.local_addr());
+    // Echo: each connection's messages come back from its own server, so nothing here needs
+    // the servers to be a cluster.
+    let v = bench_json(&["echo", "--url", &urls, "-c", "6", "-d", "300ms"]);
+    assert_eq!(v["urls"].as_array().map(Vec::len), Some(2), "{v}");
+    assert_eq!(v["connected"], 6, "{v}");
+    assert!(v["received"].as_u64() > Some(0), "nothing echoed: {v}");
+    assert_eq!(v["lost"], 0, "{v}");
+    assert_eq!(v["received"], v["expected"], "{v}");
+    for server in [&a, &b] {
+        let handle = server.handle();
+        assert_eq!(metric(&handle, "wschat_connections_total"), 3, "{v}");
+        assert!(metric(&handle, "wschat_messages_in_total") > 0, "{v}");
+    }
+}
