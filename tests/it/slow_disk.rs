@@ -3,8 +3,7 @@
 //! round trips go on while a chat message waits for its commit, the message is delivered only
 //! after the commit, and `/metrics` shows the slow commits.
 
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::json;
 use std::io::BufRead;
 use std::net::SocketAddr;

@@ -2,8 +2,7 @@
 //! how many were read. An empty or all-comment tokens file admits nobody, at start and after a
 //! reload; `$WSCHAT_TOKENS` set to nothing admits nobody; an unreadable file keeps the old set.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::net::SocketAddr;
 
 fn status(addr: SocketAddr, path: &str) -> String {

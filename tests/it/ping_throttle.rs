@@ -2,8 +2,7 @@
 //! than the limit allows (it cannot make the server do unbounded work by pinging instead of
 //! messaging), and pongs keep flowing at the limited rate.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::time::{Duration, Instant};
 use tungstenite::Message;
 

@@ -2,8 +2,7 @@
 //! first message does not hold a thread: once its message has taken `park_after`, the connection is parked with
 //! the partial message intact, and the message is still delivered when it completes.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::io::Write;
 use std::time::{Duration, Instant};
 

@@ -3,8 +3,7 @@
 //! furthest behind first) once their backlogs together spend the budget, while a reading client
 //! gets every message in order and `/metrics` shows the budget.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::time::Duration;
 use tungstenite::Message;
 
