@@ -32,7 +32,6 @@ mod conn;
 mod embed;
 mod error;
 mod frame;
-mod history;
 mod http;
 mod hub;
 mod park;
@@ -47,10 +46,10 @@ mod upgrade;
 mod web;
 
 pub use chat::ChatConfig;
+pub use chat::Fsync;
 pub use config::Config;
 pub use embed::{AdmitRequest, Payload, ServerEvent};
 pub use error::{Error, Result};
-pub use history::Fsync;
 pub use server::{Builder, Handle, Server};
 pub use sys::{Signal, block_shutdown_signals, raise_fd_limit, wait_signal};
 
