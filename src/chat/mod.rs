@@ -28,7 +28,7 @@ mod rooms;
 #[cfg(test)]
 mod test_harness;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::sync::Arc;
 
@@ -76,6 +76,8 @@ pub(crate) struct Chat {
     last_id: u64,
     /// The number of the last `guest-N` handed out.
     last_guest: u64,
+    /// Name keys bound to access tokens: only a connection with the token may take them.
+    reserved: HashSet<String>,
     log: Option<Log>,
 }
 
@@ -91,6 +93,7 @@ impl Chat {
             rooms: HashMap::new(),
             last_id: 0,
             last_guest: 0,
+            reserved: HashSet::new(),
             log: None,
         };
         if let Some(dir) = chat.cfg.data_dir.clone() {

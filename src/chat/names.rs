@@ -99,6 +99,18 @@ impl Chat {
         if key.starts_with(GUEST_PREFIX) {
             return Err(bad(NameProblem::Reserved));
         }
+        // A name bound to a token is its token's even while nobody holds it; only that
+        // token's connection (bound) may claim it, or keep it on a re-login.
+        let keeps_own = self
+            .clients
+            .get(&conn)
+            .is_some_and(|c| c.bound && c.key == key);
+        if !bound && !keeps_own && self.reserved.contains(&key) {
+            return Err(Reject::new(
+                ErrorCode::NameTaken,
+                format!("`{name}` is reserved for its access token"),
+            ));
+        }
         let holder = self.names.get(&key).copied().filter(|&h| h != conn);
         if let Some(holder) = holder {
             let holder_bound = self.clients.get(&holder).is_some_and(|c| c.bound);
@@ -114,6 +126,47 @@ impl Chat {
             self.send_welcome(holder, None, out);
         }
         Ok((Arc::from(name), key))
+    }
+
+    /// Sets the names bound to access tokens (the `NAME` of each `TOKEN NAME` line), which
+    /// are reserved for their tokens at all times: a claim of one (or of a name that counts as
+    /// the same) without its token gets `name_taken`, whether its owner is connected or not.
+    /// Replaces the previous set; call it before the first `connect` and after every reload
+    /// of the tokens. Names that are not valid names are ignored (a token bound to one is
+    /// refused at `connect` anyway).
+    ///
+    /// A connection without a token that holds a newly reserved name is renamed to a guest
+    /// name at once (it gets `welcome`, its rooms `presence rename`, in `out`), so that it
+    /// stops receiving the owner's DMs. Connections with a token keep their names: a revoked
+    /// token is closed by the server, not here.
+    // Until the server calls it (bind and reload_tokens; see the branch report), only the
+    // tests do.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn set_reserved_names<S: AsRef<str>>(
+        &mut self,
+        names: impl IntoIterator<Item = S>,
+        out: &mut Outbox,
+    ) {
+        let max = self.cfg.max_name_chars;
+        self.reserved = names
+            .into_iter()
+            .filter_map(|n| clean_name(n.as_ref(), max).ok().map(name_key))
+            .collect();
+        debug!("chat: {} names reserved for tokens", self.reserved.len());
+        let mut squatters: Vec<ConnId> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| !c.bound && self.reserved.contains(&c.key))
+            .map(|(&id, _)| id)
+            .collect();
+        // Sorted, so that the deliveries are in a deterministic order.
+        squatters.sort_unstable();
+        for conn in squatters {
+            debug!("chat: conn {conn} holds a name now reserved; renamed to a guest");
+            let (guest, guest_key) = self.guest_name();
+            self.rename(conn, guest, guest_key, out);
+            self.send_welcome(conn, None, out);
+        }
     }
 
     /// `guest-N` with the next N whose name is free.
@@ -339,6 +392,57 @@ mod tests {
         // A name freed by a disconnect can be taken.
         h.disconnect(1);
         assert_eq!(h.send(2, &login("ålice"))[0].1["type"], "welcome");
+    }
+
+    #[test]
+    fn a_token_bound_name_is_reserved_while_its_owner_is_offline() {
+        let mut h = H::new();
+        h.connect(1);
+        h.connect_with(2, Some("bob"), None, false);
+        // `bob` (no token) held a name that becomes reserved: renamed to a guest at once.
+        h.chat
+            .set_reserved_names(["alice", " Bob ", "bad\nname"], &mut h.out);
+        assert_eq!(
+            h.take(),
+            vec![
+                (
+                    vec![1],
+                    json!({"type":"presence","room":"lobby","name":"guest-2","event":"rename","old":"bob"})
+                ),
+                (
+                    vec![2],
+                    json!({"type":"welcome","name":"guest-2","rooms":["lobby"]})
+                ),
+            ]
+        );
+        // Without the token nobody gets them, by URL or by login, in any case.
+        let got = h.connect_with(3, Some("ALICE"), None, false);
+        assert_eq!(got[0].1["name"], "guest-3");
+        assert_eq!(got[1].1["code"], "name_taken");
+        let login = |name: &str| json!({"type":"login","name":name}).to_string();
+        for name in ["alice", "Alice", "bob", "BOB"] {
+            assert_eq!(H::error_code(h.send(1, &login(name)), 1), "name_taken");
+        }
+        // Nobody receives DMs meant for the absent owner.
+        let got = h.send(1, r#"{"type":"dm","to":"alice","text":"secret"}"#);
+        assert_eq!(H::error_code(got, 1), "no_such_user");
+        // The token's connection takes it, and keeps it on a re-login.
+        let got = h.connect_with(4, Some("alice"), None, true);
+        assert_eq!(
+            got[0],
+            (
+                vec![4],
+                json!({"type":"welcome","name":"alice","rooms":["lobby"]})
+            )
+        );
+        assert_eq!(h.send(4, &login("alice"))[0].1["type"], "welcome");
+        // Offline again, still reserved.
+        h.disconnect(4);
+        assert_eq!(H::error_code(h.send(1, &login("alice")), 1), "name_taken");
+        // Lifted: free to take.
+        h.chat.set_reserved_names(Vec::<String>::new(), &mut h.out);
+        assert!(h.take().is_empty());
+        assert_eq!(h.send(1, &login("alice"))[1].1["name"], "alice");
     }
 
     #[test]
