@@ -91,3 +91,68 @@ fn a_bound_name_is_reserved_while_its_owner_is_offline() {
     );
     assert_eq!(answer["code"], "name_taken", "{answer}");
 }
+
+/// `s` percent-encoded for a URL query (every non-alphanumeric byte).
+fn query_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[test]
+fn invisible_and_look_alike_names_are_refused() {
+    let server = start(|_| {});
+    let addr = server.local_addr();
+    let _alice = chat_as(addr, "alice", "team");
+    let _ilya = chat_as(addr, "Ilya", "lobby");
+    // A tag character makes a second "alice" today: refused as a bad name, by URL too.
+    let (_ws, welcome, errors) =
+        connect_as(addr, &format!("name={}", query_escape("alice\u{E0061}")));
+    assert_ne!(welcome["name"], "alice\u{E0061}", "{welcome}");
+    assert_eq!(errors, ["bad_name"]);
+    let (mut mallory, _) = chat_connect(addr, "");
+    for (i, name) in [
+        "alice\u{E0061}", // tag latin small a
+        "alice\u{FE0F}",  // variation selector 16
+        "alice\u{E0100}", // variation selector 17
+        "ali\u{180B}ce",  // Mongolian free variation selector
+        "alice\u{2028}",  // line separator
+        "ali\u{2029}ce",  // paragraph separator
+        "ali\u{2060}ce",  // word joiner (Cf)
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let answer = ask(&mut mallory, json!({"type":"login","name":name,"ref":i}));
+        assert_eq!(answer["code"], "bad_name", "{name:?}: {answer}");
+        let answer = ask(&mut mallory, json!({"type":"join","room":name,"ref":i}));
+        assert_eq!(answer["code"], "bad_room", "{name:?}: {answer}");
+    }
+    // Look-alikes of a connected name are that name.
+    for (i, name) in [
+        "\u{0430}lice", // Cyrillic а
+        "\u{0391}lice", // Greek capital alpha
+        "\u{FF41}lice", // full-width a
+        "llya",         // small l for capital I
+        "\u{0406}lya",  // Cyrillic І
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let answer = ask(&mut mallory, json!({"type":"login","name":name,"ref":i}));
+        assert_eq!(answer["code"], "name_taken", "{name:?}: {answer}");
+    }
+    // A look-alike room name is the same room.
+    let answer = ask(
+        &mut mallory,
+        json!({"type":"join","room":"t\u{0435}am","ref":"room"}),
+    );
+    assert_eq!(
+        (&answer["type"], &answer["room"]),
+        (&json!("joined"), &json!("team")),
+        "{answer}"
+    );
+}

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::history::Entry;
 use super::journal::RecordOut;
-use super::names::{clean_name, name_key};
+use super::names::{clean_name, look_key, name_key};
 use super::outbox::{Outbox, Posted};
 use super::rooms::not_in_room;
 use super::{Chat, ConnId};
@@ -37,9 +37,20 @@ impl Chat {
         now_ms: u64,
         out: &mut Outbox,
     ) -> Result<u64, Reject> {
-        let key = name_key(self.room_name(raw_room)?);
+        let name = self.room_name(raw_room)?;
         let Some(client) = self.clients.get(&conn) else {
             return Err(not_in_room(raw_room));
+        };
+        // Usually the room is named as its creator spelled it: found among the sender's own
+        // rooms (at most `max_rooms_per_client`) without computing the key, which costs a
+        // normalization and a skeleton per message.
+        let spelled = client
+            .rooms
+            .iter()
+            .find(|k| self.rooms.get(*k).is_some_and(|r| *r.name == *name));
+        let key = match spelled {
+            Some(key) => key.clone(),
+            None => name_key(name),
         };
         if !client.rooms.contains(&key) {
             return Err(not_in_room(raw_room));
@@ -149,9 +160,10 @@ impl Chat {
         now_ms: u64,
         out: &mut Outbox,
     ) -> Result<(), Reject> {
-        let target = clean_name(to, self.cfg.max_name_chars)
-            .ok()
-            .and_then(|n| self.names.get(&name_key(n)).copied());
+        let target = clean_name(to, self.cfg.max_name_chars).ok().and_then(|n| {
+            let exact = self.names.get(&name_key(n));
+            exact.or_else(|| self.looks.get(&look_key(n))).copied()
+        });
         let (Some(target), Some(sender)) = (target, self.clients.get(&conn)) else {
             return Err(Reject::new(
                 ErrorCode::NoSuchUser,

@@ -57,6 +57,11 @@ struct Client {
     name: Arc<str>,
     /// `name_key(name)`, the key in `Chat::names`.
     key: String,
+    /// `look_key(name)`, the key in `Chat::looks`.
+    look: String,
+    /// The name in lowercase: what user lists are sorted by (kept, because a join sorts
+    /// up to `user_list_max` of them).
+    order: String,
     /// The name comes from a login token: it cannot be changed, and it beats a squatter.
     bound: bool,
     /// Keys of the rooms it is in, in joining order; the last is the current room.
@@ -70,6 +75,8 @@ pub(crate) struct Chat {
     clients: HashMap<ConnId, Client>,
     /// Name key -> who holds it.
     names: HashMap<String, ConnId>,
+    /// Look key -> who holds it (a user name is taken when either of its keys is).
+    looks: HashMap<String, ConnId>,
     /// Room key (`name_key` of its name) -> room.
     rooms: HashMap<String, Room>,
     /// The last message id handed out (room or DM); ids start at 1.
@@ -90,6 +97,7 @@ impl Chat {
             cfg,
             clients: HashMap::new(),
             names: HashMap::new(),
+            looks: HashMap::new(),
             rooms: HashMap::new(),
             last_id: 0,
             last_guest: 0,
@@ -158,17 +166,19 @@ impl Chat {
                 }
             },
         };
-        let (name, key) = match claimed {
+        let (name, keys) = match claimed {
             Some(c) => c,
             None => self.guest_name(),
         };
         debug!("chat: conn {conn} connected as {name}");
-        self.names.insert(key.clone(), conn);
+        self.hold(conn, &keys);
         self.clients.insert(
             conn,
             Client {
+                key: keys.same,
+                look: keys.look,
+                order: name.to_lowercase(),
                 name,
-                key,
                 bound: bound_name && login.is_some(),
                 rooms: Vec::new(),
             },
@@ -258,9 +268,7 @@ impl Chat {
             return;
         };
         debug!("chat: conn {conn} ({}) disconnected", client.name);
-        if self.names.get(&client.key) == Some(&conn) {
-            self.names.remove(&client.key);
-        }
+        self.release(conn, &client.key, &client.look);
         for key in &client.rooms {
             self.depart(conn, &client.name, key, out);
         }
@@ -469,5 +477,9 @@ mod tests {
             assert_eq!(h.chat.clients.get(conn).map(|c| &c.key), Some(key));
         }
         assert_eq!(h.chat.names.len(), h.chat.clients.len());
+        for (look, conn) in &h.chat.looks {
+            assert_eq!(h.chat.clients.get(conn).map(|c| &c.look), Some(look));
+        }
+        assert_eq!(h.chat.looks.len(), h.chat.clients.len());
     }
 }

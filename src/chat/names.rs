@@ -2,26 +2,47 @@
 //! guest names, and claiming and renaming (a token-bound name beats a squatter).
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use log::debug;
 use serde_json::Value;
+use unicode_normalization::UnicodeNormalization;
+use unicode_security::skeleton;
 
 use super::outbox::Outbox;
 use super::rooms::announce;
 use super::{Chat, ConnId};
 use crate::protocol::{ErrorCode, PresenceEvent, Reject, ServerMsg};
 
-/// Characters that are not control characters but are invisible or reorder text, refused in
-/// names so that two names that look the same cannot differ by them (and a name cannot flip
-/// the direction of the text around it): zero-width spaces and joiners, bidi marks,
-/// embeddings, overrides and isolates, word joiners and invisible operators, the BOM.
+/// Characters refused in names (besides control characters) because they render as nothing
+/// or change how the text around them renders, so that two names that look the same cannot
+/// differ by them, and a name cannot flip the direction of the text around it.
+///
+/// The table is general category Cf (format) and Zl/Zp (line and paragraph separators) from
+/// Unicode 16.0's `DerivedGeneralCategory.txt`, plus the other default-ignorable characters
+/// that render as nothing (`DerivedCoreProperties.txt`): variation selectors, Mongolian free
+/// variation selectors, the whole tag and variation-selector-supplement plane block
+/// (U+E0000-E0FFF, which is default-ignorable, assigned or not), the combining grapheme joiner,
+/// Hangul fillers and Khmer inherent vowels.
 fn is_invisible(c: char) -> bool {
     matches!(c,
-        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
-        | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
-        | '\u{FFA0}' | '\u{FFF9}'..='\u{FFFB}')
+        // Cf
+        '\u{00AD}' | '\u{0600}'..='\u{0605}' | '\u{061C}' | '\u{06DD}' | '\u{070F}'
+        | '\u{0890}' | '\u{0891}' | '\u{08E2}' | '\u{180E}' | '\u{200B}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}'
+        | '\u{FFF9}'..='\u{FFFB}' | '\u{110BD}' | '\u{110CD}' | '\u{13430}'..='\u{1343F}'
+        | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}'
+        // Zl, Zp
+        | '\u{2028}' | '\u{2029}'
+        // Tags (U+E0001, U+E0020-E007F), variation selectors 17-256 (U+E0100-E01EF), and the
+        // unassigned default-ignorable rest of the block.
+        | '\u{E0000}'..='\u{E0FFF}'
+        // Variation selectors 1-16; Mongolian free variation selectors 1-4.
+        | '\u{FE00}'..='\u{FE0F}' | '\u{180B}'..='\u{180D}' | '\u{180F}'
+        // Combining grapheme joiner, Hangul fillers, Khmer inherent vowels.
+        | '\u{034F}' | '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}' | '\u{17B4}'
+        | '\u{17B5}')
 }
 
 /// The prefix of generated guest names, reserved so nobody can log in as someone's guest name.
@@ -56,6 +77,10 @@ impl NameProblem {
 /// (Unicode scalar values, not bytes) after trimming whitespace, no control or invisible
 /// characters. Uniqueness is the caller's business.
 pub(crate) fn clean_name(raw: &str, max_chars: usize) -> Result<&str, NameProblem> {
+    // Before trimming: U+2028/2029 count as whitespace, and a name must not end in one either.
+    if raw.chars().any(is_invisible) {
+        return Err(NameProblem::BadChar);
+    }
     let name = raw.trim();
     if name.is_empty() {
         return Err(NameProblem::Empty);
@@ -64,17 +89,78 @@ pub(crate) fn clean_name(raw: &str, max_chars: usize) -> Result<&str, NameProble
     if name.len() > max_chars && name.chars().count() > max_chars {
         return Err(NameProblem::TooLong);
     }
-    if name.chars().any(|c| c.is_control() || is_invisible(c)) {
+    if name.chars().any(char::is_control) {
         return Err(NameProblem::BadChar);
     }
     Ok(name)
 }
 
-/// The case-insensitive key names and rooms are unique under: Unicode lowercase. (Not full
-/// case folding, nor normalization: `ß` and `SS` stay different names, as do precomposed and
-/// decomposed accents.)
+/// The key user and room names are unique under: two names with the same key are the same
+/// name. It folds case and what makes different text look the same, in the spirit of
+/// Unicode TS #39 (confusable detection): NFKC (full-width and other compatibility forms),
+/// runs of whitespace as one space (a page shows them so), lowercase, the TS #39 skeleton
+/// (Latin, Cyrillic, Greek and every other look-alike in Unicode's `confusables.txt`: Cyrillic
+/// `а` is `a`), lowercased again (the skeleton maps to capitals in places: `0` to `O`), and
+/// NFC so that an ASCII name is its own key.
+///
+/// Lowercasing first keeps names that differ only in case the same name (`Alice`, `ALICE`),
+/// but loses the capital `I` that looks like `l`: [`look_key`] catches that one.
 pub(crate) fn name_key(name: &str) -> String {
-    name.to_lowercase()
+    let lower: String = collapse_spaces(name.nfkc())
+        .flat_map(char::to_lowercase)
+        .collect();
+    let skeleton: String = skeleton(&lower).flat_map(char::to_lowercase).collect();
+    skeleton.nfc().collect()
+}
+
+/// A second key for user names: how the name looks with its case kept. The skeleton of the
+/// name as written (so `Ilya` and `llya` meet: capital `I` and small `l` share a prototype),
+/// then [`name_key`]. Two user names conflict when either key is equal; two names that render
+/// alike have equal look keys (the property test below checks it for Latin, Cyrillic and
+/// Greek look-alikes).
+pub(crate) fn look_key(name: &str) -> String {
+    // Not NFKC first: it changes how some characters look (Greek lunate sigma `ϲ`, which
+    // looks like `c`, becomes final sigma `ς`); the skeleton maps them by their looks.
+    let spaced: String = collapse_spaces(name.chars()).collect();
+    let skeleton: String = skeleton(&spaced).collect();
+    name_key(&skeleton)
+}
+
+/// A user name's two keys: two user names are the same name when either key is equal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Keys {
+    /// [`name_key`]: the same name up to case and look-alikes.
+    pub(super) same: String,
+    /// [`look_key`]: looks the same with the case kept (`I` and `l`).
+    pub(super) look: String,
+}
+
+impl Keys {
+    pub(super) fn of(name: &str) -> Keys {
+        Keys {
+            same: name_key(name),
+            look: look_key(name),
+        }
+    }
+
+    fn in_set(&self, set: &HashSet<String>) -> bool {
+        set.contains(&self.same) || set.contains(&self.look)
+    }
+}
+
+/// `chars` with every run of whitespace as one space.
+fn collapse_spaces(chars: impl Iterator<Item = char>) -> impl Iterator<Item = char> {
+    let mut after_space = false;
+    chars.filter_map(move |c| {
+        if c.is_whitespace() {
+            let first = !after_space;
+            after_space = true;
+            first.then_some(' ')
+        } else {
+            after_space = false;
+            Some(c)
+        }
+    })
 }
 
 pub(super) fn name_msg(what: &str, p: NameProblem, max: usize) -> String {
@@ -91,12 +177,12 @@ impl Chat {
         raw: &str,
         bound: bool,
         out: &mut Outbox,
-    ) -> Result<(Arc<str>, String), Reject> {
+    ) -> Result<(Arc<str>, Keys), Reject> {
         let max = self.cfg.max_name_chars;
         let bad = |p: NameProblem| Reject::new(ErrorCode::BadName, name_msg("name", p, max));
         let name = clean_name(raw, max).map_err(bad)?;
-        let key = name_key(name);
-        if key.starts_with(GUEST_PREFIX) {
+        let keys = Keys::of(name);
+        if keys.same.starts_with(GUEST_PREFIX) || keys.look.starts_with(GUEST_PREFIX) {
             return Err(bad(NameProblem::Reserved));
         }
         // A name bound to a token is its token's even while nobody holds it; only that
@@ -104,28 +190,37 @@ impl Chat {
         let keeps_own = self
             .clients
             .get(&conn)
-            .is_some_and(|c| c.bound && c.key == key);
-        if !bound && !keeps_own && self.reserved.contains(&key) {
+            .is_some_and(|c| c.bound && c.key == keys.same);
+        if !bound && !keeps_own && keys.in_set(&self.reserved) {
             return Err(Reject::new(
                 ErrorCode::NameTaken,
                 format!("`{name}` is reserved for its access token"),
             ));
         }
-        let holder = self.names.get(&key).copied().filter(|&h| h != conn);
-        if let Some(holder) = holder {
-            let holder_bound = self.clients.get(&holder).is_some_and(|c| c.bound);
-            if !bound || holder_bound {
-                return Err(Reject::new(
-                    ErrorCode::NameTaken,
-                    format!("`{name}` is taken"),
-                ));
-            }
+        // Up to two holders: one with the same name, one with a name that looks the same.
+        let mut holders: Vec<ConnId> = [self.names.get(&keys.same), self.looks.get(&keys.look)]
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|&h| h != conn)
+            .collect();
+        holders.dedup();
+        let holder_bound = holders
+            .iter()
+            .any(|h| self.clients.get(h).is_some_and(|c| c.bound));
+        if !holders.is_empty() && (!bound || holder_bound) {
+            return Err(Reject::new(
+                ErrorCode::NameTaken,
+                format!("`{name}` is taken"),
+            ));
+        }
+        for holder in holders {
             debug!("chat: token holder of {name} takes it from conn {holder}");
-            let (guest, guest_key) = self.guest_name();
-            self.rename(holder, guest, guest_key, out);
+            let (guest, guest_keys) = self.guest_name();
+            self.rename(holder, guest, guest_keys, out);
             self.send_welcome(holder, None, out);
         }
-        Ok((Arc::from(name), key))
+        Ok((Arc::from(name), keys))
     }
 
     /// Sets the names bound to access tokens (the `NAME` of each `TOKEN NAME` line), which
@@ -148,42 +243,66 @@ impl Chat {
         out: &mut Outbox,
     ) {
         let max = self.cfg.max_name_chars;
+        // Both keys of every name in one set: a key is a key of one name only in practice,
+        // and a clash between the two kinds would also be two names that look alike.
         self.reserved = names
             .into_iter()
-            .filter_map(|n| clean_name(n.as_ref(), max).ok().map(name_key))
+            .filter_map(|n| clean_name(n.as_ref(), max).ok().map(Keys::of))
+            .flat_map(|k| [k.same, k.look])
             .collect();
-        debug!("chat: {} names reserved for tokens", self.reserved.len());
+        debug!(
+            "chat: {} name keys reserved for tokens",
+            self.reserved.len()
+        );
         let mut squatters: Vec<ConnId> = self
             .clients
             .iter()
-            .filter(|(_, c)| !c.bound && self.reserved.contains(&c.key))
+            .filter(|(_, c)| {
+                !c.bound && (self.reserved.contains(&c.key) || self.reserved.contains(&c.look))
+            })
             .map(|(&id, _)| id)
             .collect();
         // Sorted, so that the deliveries are in a deterministic order.
         squatters.sort_unstable();
         for conn in squatters {
             debug!("chat: conn {conn} holds a name now reserved; renamed to a guest");
-            let (guest, guest_key) = self.guest_name();
-            self.rename(conn, guest, guest_key, out);
+            let (guest, guest_keys) = self.guest_name();
+            self.rename(conn, guest, guest_keys, out);
             self.send_welcome(conn, None, out);
         }
     }
 
     /// `guest-N` with the next N whose name is free.
-    pub(super) fn guest_name(&mut self) -> (Arc<str>, String) {
+    pub(super) fn guest_name(&mut self) -> (Arc<str>, Keys) {
         loop {
             self.last_guest += 1;
             let name = format!("{GUEST_PREFIX}{}", self.last_guest);
+            let keys = Keys::of(&name);
             // Guest names are reserved, so this only loops if a stale entry were left over.
-            if !self.names.contains_key(&name) {
-                let key = name.clone();
-                return (Arc::from(name), key);
+            if !self.names.contains_key(&keys.same) && !self.looks.contains_key(&keys.look) {
+                return (Arc::from(name), keys);
             }
         }
     }
 
+    /// Records that `conn` holds the name with `keys`.
+    pub(super) fn hold(&mut self, conn: ConnId, keys: &Keys) {
+        self.names.insert(keys.same.clone(), conn);
+        self.looks.insert(keys.look.clone(), conn);
+    }
+
+    /// Frees the name with keys `same` / `look` if `conn` holds it.
+    pub(super) fn release(&mut self, conn: ConnId, same: &str, look: &str) {
+        if self.names.get(same) == Some(&conn) {
+            self.names.remove(same);
+        }
+        if self.looks.get(look) == Some(&conn) {
+            self.looks.remove(look);
+        }
+    }
+
     /// Gives `conn` a new (already validated and free) name, telling its rooms.
-    pub(super) fn rename(&mut self, conn: ConnId, name: Arc<str>, key: String, out: &mut Outbox) {
+    pub(super) fn rename(&mut self, conn: ConnId, name: Arc<str>, keys: Keys, out: &mut Outbox) {
         let Some(client) = self.clients.get_mut(&conn) else {
             return;
         };
@@ -191,11 +310,14 @@ impl Chat {
             return;
         }
         let old = std::mem::replace(&mut client.name, name);
-        let old_key = std::mem::replace(&mut client.key, key);
-        if self.names.get(&old_key) == Some(&conn) {
-            self.names.remove(&old_key);
-        }
-        self.names.insert(client.key.clone(), conn);
+        let old_key = std::mem::replace(&mut client.key, keys.same.clone());
+        let old_look = std::mem::replace(&mut client.look, keys.look.clone());
+        client.order = client.name.to_lowercase();
+        self.release(conn, &old_key, &old_look);
+        self.hold(conn, &keys);
+        let Some(client) = self.clients.get(&conn) else {
+            return;
+        };
         debug!("chat: conn {conn} renamed {old} -> {}", client.name);
         for room_key in &client.rooms {
             if let Some(room) = self.rooms.get(room_key) {
@@ -248,8 +370,8 @@ impl Chat {
                 "your name comes from your login token",
             ));
         }
-        let (name, key) = self.claim_name(conn, raw, false, out)?;
-        self.rename(conn, name, key, out);
+        let (name, keys) = self.claim_name(conn, raw, false, out)?;
+        self.rename(conn, name, keys, out);
         self.send_welcome(conn, reference, out);
         Ok(())
     }
@@ -259,6 +381,7 @@ impl Chat {
 mod tests {
     use super::*;
     use crate::chat::test_harness::H;
+    use crate::test_rng::Rng;
     use serde_json::json;
 
     #[test]
@@ -284,6 +407,185 @@ mod tests {
             assert_eq!(clean_name(bad, 32), Err(NameProblem::BadChar), "{bad:?}");
         }
         assert_eq!(name_key("ÀLiCe"), "àlice");
+    }
+
+    /// Characters that render as nothing or change the rendering around them, one or more
+    /// of each kind the rules name.
+    const INVISIBLE: &[char] = &[
+        '\u{E0061}', // tag latin small letter a
+        '\u{E0001}', // language tag
+        '\u{E007F}', // cancel tag
+        '\u{FE0F}',  // variation selector 16
+        '\u{E0100}', // variation selector 17
+        '\u{180B}',  // Mongolian free variation selector 1
+        '\u{180F}',  // Mongolian free variation selector 4
+        '\u{2028}',  // line separator (Zl)
+        '\u{2029}',  // paragraph separator (Zp)
+        '\u{0600}',  // Arabic number sign (Cf)
+        '\u{110BD}', // Kaithi number sign (Cf)
+        '\u{1D173}', // musical symbol begin beam (Cf)
+        '\u{2064}',  // invisible plus (Cf)
+        '\u{034F}',  // combining grapheme joiner
+        '\u{200D}',  // zero width joiner (Cf)
+        '\u{3164}',  // Hangul filler
+    ];
+
+    #[test]
+    fn invisible_format_and_separator_characters_are_refused_in_names_and_rooms() {
+        let mut h = H::new();
+        h.connect(1);
+        for &c in INVISIBLE {
+            let name = format!("alice{c}");
+            assert_eq!(clean_name(&name, 32), Err(NameProblem::BadChar), "{c:?}");
+            let got = h.send_json(1, json!({"type":"login","name":name}));
+            assert_eq!(H::error_code(got, 1), "bad_name", "{c:?}");
+            let room = format!("te{c}am");
+            let got = h.send_json(1, json!({"type":"join","room":room}));
+            assert_eq!(H::error_code(got, 1), "bad_room", "{c:?}");
+        }
+    }
+
+    #[test]
+    fn names_that_look_the_same_are_the_same_name() {
+        let mut h = H::new();
+        h.connect_with(1, Some("alice"), None, false);
+        h.connect_with(2, Some("Ilya"), None, false);
+        h.connect_with(3, Some("bob smith"), Some("team"), false);
+        h.connect(4);
+        let login = |name: &str| json!({"type":"login","name":name}).to_string();
+        for taken in [
+            "\u{0430}lice",     // Cyrillic а
+            "alic\u{0435}",     // Cyrillic е
+            "\u{0391}LICE",     // Greek capital alpha
+            "\u{FF41}lice",     // full-width a
+            "llya",             // small l for capital I
+            "\u{04C0}lya",      // Cyrillic palochka for I
+            "ILYA",             // the same name in capitals
+            "bob  smith",       // two spaces render as one
+            "bob\u{00A0}smith", // no-break space
+            "b\u{043E}b smith", // Cyrillic о
+        ] {
+            assert_eq!(
+                H::error_code(h.send(4, &login(taken)), 4),
+                "name_taken",
+                "{taken:?}"
+            );
+        }
+        // DMs find the holder by either spelling.
+        let got = h.send_json(4, json!({"type":"dm","to":"\u{0430}lice","text":"x"}));
+        assert_eq!(got[0].0, [1, 4]);
+        assert_eq!(got[0].1["to"], "alice");
+        // Rooms: a look-alike room name is the same room, spelled as its creator spelled it.
+        let got = h.send_json(4, json!({"type":"join","room":"t\u{0435}am"}));
+        let joined = got
+            .iter()
+            .find(|(to, _)| to == &[4])
+            .map(|(_, v)| v.clone());
+        assert_eq!(joined.unwrap_or_default()["room"], "team");
+        // And names that merely resemble each other stay different.
+        for free in ["alicia", "ilya2", "bobsmith"] {
+            assert_eq!(h.send(4, &login(free))[1].1["name"], free);
+        }
+        // The guest prefix is reserved in its look-alikes too.
+        let got = h.send(4, &login("gu\u{0435}st-9"));
+        assert_eq!(H::error_code(got, 4), "bad_name");
+    }
+
+    /// Sets of characters that render alike in common fonts (Latin, Cyrillic, Greek), the
+    /// pairs Unicode's confusables.txt exists for.
+    const LOOK_ALIKES: &[&[char]] = &[
+        &['a', '\u{0430}'],
+        &['c', '\u{0441}', '\u{03F2}'],
+        &['e', '\u{0435}'],
+        &['i', '\u{0456}'],
+        &['j', '\u{0458}', '\u{03F3}'],
+        &['o', '\u{043E}', '\u{03BF}'],
+        &['p', '\u{0440}', '\u{03C1}'],
+        &['s', '\u{0455}'],
+        &['x', '\u{0445}'],
+        &['y', '\u{0443}'],
+        &['h', '\u{04BB}'],
+        &[
+            'l', 'I', '|', '\u{04CF}', '\u{0399}', '\u{0406}', '\u{04C0}',
+        ],
+        &['A', '\u{0410}', '\u{0391}'],
+        &['B', '\u{0412}', '\u{0392}'],
+        &['E', '\u{0415}', '\u{0395}'],
+        &['H', '\u{041D}', '\u{0397}'],
+        &['K', '\u{041A}', '\u{039A}'],
+        &['M', '\u{041C}', '\u{039C}'],
+        &['O', '\u{041E}', '\u{039F}'],
+        &['P', '\u{0420}', '\u{03A1}'],
+        &['T', '\u{0422}', '\u{03A4}'],
+        &['X', '\u{0425}', '\u{03A7}'],
+        &['Z', '\u{0396}'],
+        &['N', '\u{039D}'],
+        &[' ', '\u{00A0}', '\u{2002}', '\u{3000}'],
+    ];
+
+    /// Characters with no look-alike in the table above.
+    const PLAIN: &[char] = &[
+        'b', 'd', 'f', 'g', 'k', 'm', 'n', 'r', 't', 'u', 'v', 'w', 'z', '-', '_', '2', '7', 'é',
+        '日', '🦀',
+    ];
+
+    /// Two spellings of one rendering: per position a plain character or one look-alike set
+    /// (each spelling picks its own member), maybe a doubled space (a page shows one), and
+    /// sometimes an invisible character in the second spelling.
+    fn two_spellings(rng: &mut Rng) -> (String, String) {
+        let (mut a, mut b) = (String::new(), String::new());
+        for _ in 0..1 + rng.below(12) {
+            if rng.below(3) == 0 {
+                let c = *rng.pick(PLAIN);
+                a.push(c);
+                b.push(c);
+            } else {
+                let set = *rng.pick(LOOK_ALIKES);
+                a.push(*rng.pick(set));
+                let c = *rng.pick(set);
+                b.push(c);
+                if c == ' ' && rng.below(4) == 0 {
+                    b.push(' ');
+                }
+            }
+            if rng.below(40) == 0 {
+                b.push(*rng.pick(INVISIBLE));
+            }
+        }
+        (a, b)
+    }
+
+    #[test]
+    fn property_no_two_accepted_names_render_the_same() {
+        let mut rng = Rng(0x5EED_1DE7_17E5);
+        let mut h = H::new();
+        let (mut compared, mut refused) = (0, 0);
+        for round in 0..3000 {
+            let (a, b) = two_spellings(&mut rng);
+            let (Ok(ca), Ok(cb)) = (clean_name(&a, 32), clean_name(&b, 32)) else {
+                // Only an invisible character may make a spelling invalid here (or a name
+                // that is all spaces).
+                assert!(
+                    b.chars().any(|c| INVISIBLE.contains(&c)) || a.trim().is_empty(),
+                    "{a:?} / {b:?}"
+                );
+                refused += 1;
+                continue;
+            };
+            compared += 1;
+            assert_eq!(look_key(ca), look_key(cb), "{a:?} / {b:?} render alike");
+            // The chat itself: whoever holds one spelling, the other is taken.
+            if round % 10 == 0 && !name_key(ca).starts_with(GUEST_PREFIX) {
+                h.connect_with(1, Some(ca), None, false);
+                h.connect(2);
+                let got = h.send_json(2, json!({"type":"login","name":cb}));
+                assert_eq!(H::error_code(got, 2), "name_taken", "{a:?} / {b:?}");
+                h.disconnect(1);
+                h.disconnect(2);
+            }
+        }
+        // The generator must exercise both outcomes.
+        assert!(compared > 2000 && refused > 50, "{compared} / {refused}");
     }
 
     #[test]

@@ -183,8 +183,12 @@ impl Chat {
     }
 
     pub(super) fn list_rooms(&self, conn: ConnId, reference: Option<&Value>, out: &mut Outbox) {
-        let mut rooms: Vec<(&String, &Room)> = self.rooms.iter().collect();
-        rooms.sort_unstable_by_key(|(k, _)| *k);
+        let mut rooms: Vec<(String, &Room)> = self
+            .rooms
+            .values()
+            .map(|r| (r.name.to_lowercase(), r))
+            .collect();
+        rooms.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.name.cmp(&b.1.name)));
         let rooms = rooms
             .into_iter()
             .map(|(_, r)| RoomInfo {
@@ -201,7 +205,7 @@ impl Chat {
             .members
             .iter()
             .filter_map(|c| self.clients.get(c))
-            .map(|c| (c.key.as_str(), &*c.name))
+            .map(|c| (c.order.as_str(), &*c.name))
             .collect();
         let count = named.len();
         let cap = self.cfg.user_list_max;
