@@ -97,6 +97,14 @@ impl Tokens {
         found
     }
 
+    /// The chat names the tokens are bound to, which the chat reserves for them
+    /// (`Chat::set_reserved_names`).
+    // Until the server feeds them to the chat (see the branch report), only the tests call it.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn bound_names(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().filter_map(|(_, name)| name.as_deref())
+    }
+
     /// The set of tokens, for finding connections whose token was revoked.
     pub(crate) fn set(&self) -> HashSet<Arc<str>> {
         self.entries.iter().map(|(t, _)| t.clone()).collect()
@@ -201,6 +209,7 @@ mod tests {
         let env = Tokens::parse("x1 bob, x2", true);
         assert_eq!(env.len(), 2);
         assert_eq!(env.check("x1").unwrap().name.as_deref(), Some("bob"));
+        assert_eq!(t.bound_names().collect::<Vec<_>>(), ["alice smith"]);
     }
 
     #[test]

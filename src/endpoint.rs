@@ -1,6 +1,6 @@
 //! Where a connection's messages go. A connection (`conn.rs`) knows frames; its endpoint knows
 //! what they are for: the relay and echo pass frames to the dispatcher as they are
-//! ([`Frames`]), the chat parses them for the chat worker (`chat_worker::ChatEndpoint`).
+//! ([`Frames`]), the chat parses them for the chat worker (`chat::ingress::ChatEndpoint`).
 //!
 //! Endpoints run on the connection's own thread (or the parking thread), never on the
 //! dispatcher, so whatever they cost (a rate limit's wait, JSON parsing, the host's filter)

@@ -28,14 +28,12 @@ mod assets;
 mod auth;
 mod budget;
 mod chat;
-mod chat_worker;
 mod config;
 mod conn;
 mod embed;
 mod endpoint;
 mod error;
 mod frame;
-mod history;
 mod http;
 mod hub;
 mod park;
@@ -50,10 +48,10 @@ mod upgrade;
 mod web;
 
 pub use chat::ChatConfig;
+pub use chat::Fsync;
 pub use config::Config;
 pub use embed::{AdmitRequest, Payload, ServerEvent};
 pub use error::{Error, Result};
-pub use history::Fsync;
 pub use server::{Builder, Handle, Server};
 pub use sys::{Signal, block_shutdown_signals, raise_fd_limit, wait_signal};
 

@@ -26,7 +26,7 @@ use log::{debug, warn};
 use tiny_http::{Header, Method, Response, StatusCode};
 
 use crate::assets;
-use crate::chat_worker::ChatEvent;
+use crate::chat::worker::ChatEvent;
 use crate::config::Config;
 use crate::http::{self, Head};
 use crate::hub::Event;

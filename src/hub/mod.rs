@@ -8,7 +8,7 @@
 //! ([`poller::run_poller`]) reports when that socket can take more. A client whose queue passes
 //! `max_pending_bytes` is disconnected, so one slow client can neither delay the others nor make
 //! the server hold unbounded memory. The chat's logic and its disk writes run on the chat
-//! worker (`chat_worker.rs`), which hands the dispatcher finished frames ([`ChatOut`]), so no
+//! worker (`chat/worker.rs`), which hands the dispatcher finished frames ([`ChatOut`]), so no
 //! relay, echo or heartbeat ever waits for the chat or its disk.
 //!
 //! Batching is what makes fan-out fast: the dispatcher handles every event already waiting

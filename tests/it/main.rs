@@ -21,6 +21,7 @@ mod chat_flood;
 mod chat_fuzz;
 mod chat_half_close;
 mod chat_history;
+mod chat_identity;
 mod chat_malformed;
 mod chat_names;
 mod chat_order;

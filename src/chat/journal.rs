@@ -1,5 +1,5 @@
-//! Room history: the latest messages of each room in memory, and the append-only log on disk
-//! that brings them (and the id counter) back after a restart.
+//! The chat's persistence: the append-only log on disk that brings the rooms' history (and the
+//! id counter) back after a restart, its replay into a [`Chat`], and its compaction.
 //!
 //! # The log
 //!
@@ -16,7 +16,6 @@
 //! returned. When the file holds more than twice the records memory keeps (plus a floor),
 //! [`Log::rewrite`] replaces it with a compacted copy: temp file, fsync, rename, fsync dir.
 
-use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -24,101 +23,10 @@ use std::path::{Path, PathBuf};
 use log::{debug, warn};
 use serde::{Deserialize, Serialize};
 
-/// One room message as kept in memory and sent in `joined.history` / `history.messages`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub(crate) struct Entry {
-    /// Server-wide increasing id.
-    pub id: u64,
-    /// Milliseconds since the Unix epoch, when the server accepted it.
-    pub ts: u64,
-    /// The sender's name when it was sent.
-    pub from: Box<str>,
-    /// Exactly what was sent.
-    pub text: Box<str>,
-}
-
-impl Entry {
-    /// What this entry counts against a room's byte budget: its strings plus the fixed part,
-    /// so that a flood of empty-ish messages is also bounded by bytes.
-    fn cost(&self) -> usize {
-        // 64: two u64s, two boxed-str headers, and the VecDeque slot, rounded up.
-        64 + self.from.len() + self.text.len()
-    }
-}
-
-/// One room's latest messages, ascending by id, bounded by count and by bytes.
-#[derive(Debug, Default)]
-pub(crate) struct RoomHistory {
-    entries: VecDeque<Entry>,
-    bytes: usize,
-}
-
-impl RoomHistory {
-    /// Appends `entry` (whose id must exceed every id already here) and forgets the oldest
-    /// entries until at most `max_len` entries of at most `max_bytes` remain. The newest entry
-    /// is always kept, even alone over `max_bytes`, so that a room's last message is never lost.
-    pub(crate) fn push(&mut self, entry: Entry, max_len: usize, max_bytes: usize) {
-        debug_assert!(self.entries.back().is_none_or(|last| last.id < entry.id));
-        self.bytes += entry.cost();
-        self.entries.push_back(entry);
-        while self.entries.len() > 1 && (self.entries.len() > max_len || self.bytes > max_bytes) {
-            if let Some(old) = self.entries.pop_front() {
-                self.bytes -= old.cost();
-            }
-        }
-        if max_len == 0 {
-            self.entries.clear();
-            self.bytes = 0;
-        }
-    }
-
-    /// How many messages are kept.
-    pub(crate) fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// Whether no messages are kept.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    /// The newest id kept, or 0.
-    pub(crate) fn last_id(&self) -> u64 {
-        self.entries.back().map_or(0, |e| e.id)
-    }
-
-    /// All kept entries, oldest first.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &Entry> {
-        self.entries.iter()
-    }
-
-    /// A page: entries with `after < id < before` (either bound optional), at most `limit`,
-    /// ascending by id. With `before`, or with no bound, it is the newest `limit` of the range
-    /// (paging backwards); with only `after`, the oldest `limit` (catching up forwards).
-    /// `more` says whether the range holds more in the paging direction.
-    pub(crate) fn page(
-        &self,
-        before: Option<u64>,
-        after: Option<u64>,
-        limit: usize,
-    ) -> (Vec<&Entry>, bool) {
-        let lo = after.map_or(0, |a| self.entries.partition_point(|e| e.id <= a));
-        let hi = before.map_or(self.entries.len(), |b| {
-            self.entries.partition_point(|e| e.id < b)
-        });
-        if hi <= lo {
-            return (Vec::new(), false);
-        }
-        let (start, end, more) = if before.is_some() || after.is_none() {
-            let start = hi.saturating_sub(limit).max(lo);
-            (start, hi, start > lo)
-        } else {
-            let end = lo.saturating_add(limit).min(hi);
-            (lo, end, end < hi)
-        };
-        (self.entries.range(start..end).collect(), more)
-    }
-}
+use super::Chat;
+use super::history::Entry;
+use super::names::name_key;
+use super::rooms::Room;
 
 /// When the log is forced to stable storage (`--fsync always|batch|never`).
 ///
@@ -166,6 +74,7 @@ impl std::str::FromStr for Fsync {
 
 /// The log's file name inside the data directory.
 const LOG_NAME: &str = "chat.log";
+
 /// The compacted copy being written; a leftover one is from a crash mid-compaction and is junk
 /// (the rename never happened, so `chat.log` is intact).
 const TMP_NAME: &str = "chat.log.tmp";
@@ -437,9 +346,109 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+impl Chat {
+    pub(super) fn replay(&mut self, rec: RecordIn) {
+        match rec {
+            RecordIn::Msg {
+                id,
+                ts,
+                room,
+                from,
+                text,
+            } => {
+                let key = name_key(&room);
+                if self.ensure_room(&key, &room).is_err() {
+                    return;
+                }
+                self.last_id = self.last_id.max(id);
+                if let Some(r) = self.rooms.get_mut(&key) {
+                    // Ids grow through the file; a duplicate or older one is damage, not news.
+                    if id > r.history.last_id() {
+                        let entry = Entry {
+                            id,
+                            ts,
+                            from: from.into(),
+                            text: text.into(),
+                        };
+                        r.history.push(
+                            entry,
+                            self.cfg.history_per_room,
+                            self.cfg.history_bytes_per_room,
+                        );
+                    }
+                }
+            }
+            RecordIn::HighWater { id } => self.last_id = self.last_id.max(id),
+            RecordIn::Drop { room } => {
+                self.rooms.remove(&name_key(&room));
+            }
+        }
+    }
+
+    /// The body of [`Chat::commit`].
+    pub(super) fn commit_log(&mut self) -> io::Result<()> {
+        let Some(log) = &mut self.log else {
+            return Ok(());
+        };
+        if self.last_id > log.max_logged_id() {
+            log.append(&RecordOut::HighWater { id: self.last_id });
+        }
+        if self.log_wants_rewrite() {
+            self.compact()
+        } else {
+            log_flush(&mut self.log)
+        }
+    }
+
+    pub(super) fn log_wants_rewrite(&self) -> bool {
+        let Some(log) = &self.log else {
+            return false;
+        };
+        // +1 for the high-water mark a compacted log ends with.
+        let kept = self.rooms.values().map(|r| r.history.len()).sum::<usize>() + 1;
+        log.wants_rewrite(kept)
+    }
+
+    /// Rewrites the log from memory: each room's kept messages (rooms ordered by their last
+    /// message, so a replay that must retire rooms retires the same ones) and a high-water mark.
+    pub(super) fn compact(&mut self) -> io::Result<()> {
+        let Some(log) = &mut self.log else {
+            return Ok(());
+        };
+        let mut rooms: Vec<&Room> = self
+            .rooms
+            .values()
+            .filter(|r| !r.history.is_empty())
+            .collect();
+        rooms.sort_unstable_by_key(|r| r.history.last_id());
+        let messages = rooms.into_iter().flat_map(|r| {
+            r.history.iter().map(move |e| RecordOut::Msg {
+                id: e.id,
+                ts: e.ts,
+                room: &r.name,
+                from: &e.from,
+                text: &e.text,
+            })
+        });
+        let records = messages.chain(std::iter::once(RecordOut::HighWater { id: self.last_id }));
+        log.rewrite(records)
+    }
+}
+
+fn log_flush(log: &mut Option<Log>) -> io::Result<()> {
+    match log {
+        Some(log) => log.flush(),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::chat::test_harness::{H, well_formed};
+    use crate::chat::{ChatConfig, ConnId, parse_input};
+    use crate::test_rng::Rng;
+    use serde_json::{Value, json};
     use std::sync::atomic::{AtomicU64, Ordering};
 
     /// A fresh directory under the system temp dir, removed on drop.
@@ -465,86 +474,6 @@ pub(crate) mod tests {
         fn drop(&mut self) {
             let _ = fs::remove_dir_all(&self.0);
         }
-    }
-
-    fn entry(id: u64, text: &str) -> Entry {
-        Entry {
-            id,
-            ts: id * 10,
-            from: "a".into(),
-            text: text.into(),
-        }
-    }
-
-    fn ids(page: &[&Entry]) -> Vec<u64> {
-        page.iter().map(|e| e.id).collect()
-    }
-
-    #[test]
-    fn keeps_the_latest_by_count_and_bytes() {
-        let mut h = RoomHistory::default();
-        for id in 1..=10 {
-            h.push(entry(id, "x"), 4, usize::MAX);
-        }
-        assert_eq!(h.iter().map(|e| e.id).collect::<Vec<_>>(), [7, 8, 9, 10]);
-        let mut h = RoomHistory::default();
-        for id in 1..=10 {
-            h.push(entry(id, &"y".repeat(100)), 100, 500);
-        }
-        assert!(h.len() < 10 && h.len() >= 2, "{}", h.len());
-        assert!(h.bytes <= 500);
-        assert_eq!(h.last_id(), 10);
-        // One entry over the byte budget on its own is still kept.
-        h.push(entry(11, &"z".repeat(1000)), 100, 500);
-        assert_eq!(h.len(), 1);
-        assert_eq!(h.last_id(), 11);
-    }
-
-    #[test]
-    fn paging_backwards_and_forwards_has_no_gaps_or_duplicates() {
-        let mut h = RoomHistory::default();
-        // Ids with gaps, as DMs and other rooms take ids too.
-        let all: Vec<u64> = (1..=100).map(|i| i * 3).collect();
-        for &id in &all {
-            h.push(entry(id, "t"), 1000, usize::MAX);
-        }
-        let (latest, more) = h.page(None, None, 10);
-        assert_eq!(ids(&latest), all[90..]);
-        assert!(more);
-        // Backwards with `before` = the oldest id seen so far.
-        let mut seen = ids(&latest);
-        let mut before = seen[0];
-        loop {
-            let (page, more) = h.page(Some(before), None, 7);
-            let mut got = ids(&page);
-            assert!(got.windows(2).all(|w| w[0] < w[1]));
-            got.extend(seen);
-            seen = got;
-            if !more {
-                break;
-            }
-            before = seen[0];
-        }
-        assert_eq!(seen, all);
-        // Forwards with `after` = the newest id seen so far.
-        let mut seen = Vec::new();
-        let mut after = 0;
-        loop {
-            let (page, more) = h.page(None, Some(after), 9);
-            seen.extend(ids(&page));
-            if !more {
-                break;
-            }
-            after = *seen.last().unwrap(); // a page with `more` is not empty
-        }
-        assert_eq!(seen, all);
-        // Both bounds: the newest of the range; empty and inverted ranges.
-        let (page, more) = h.page(Some(31), Some(20), 2);
-        assert_eq!(ids(&page), [27, 30]);
-        assert!(more);
-        assert!(h.page(Some(5), Some(100), 10).0.is_empty());
-        assert!(h.page(None, Some(300), 10).0.is_empty());
-        assert!(h.page(None, None, 0).0.is_empty());
     }
 
     #[test]
@@ -612,5 +541,268 @@ pub(crate) mod tests {
             [RecordIn::HighWater { id: 3 }, RecordIn::HighWater { id: 8 }]
         );
         assert_eq!(log.records, 4);
+    }
+
+    // Persistence.
+    fn persistent(dir: &TempDir) -> ChatConfig {
+        ChatConfig {
+            data_dir: Some(dir.0.clone()),
+            fsync: Fsync::Batch,
+            ..ChatConfig::default()
+        }
+    }
+
+    fn history_of(h: &mut H, conn: ConnId, room: &str) -> Value {
+        let req = json!({"type":"history","room":room,"limit":200});
+        H::one(h.send_json(conn, req), &[conn])["messages"].clone()
+    }
+
+    #[test]
+    fn history_survives_a_restart_and_ids_continue() {
+        let dir = TempDir::new("restart");
+        let (before_dev, before_ops, last) = {
+            let mut h = H::with(persistent(&dir));
+            h.connect_with(1, Some("alice"), Some("dev"), false);
+            h.send(1, r#"{"type":"join","room":"Ops"}"#);
+            for i in 0..20 {
+                h.send_json(
+                    1,
+                    json!({"type":"say","room":"dev","text":format!("d{i} \"q\"\n")}),
+                );
+                h.send_json(1, json!({"type":"say","room":"ops","text":format!("o{i}")}));
+                if i % 7 == 0 {
+                    h.chat.commit().expect("commit");
+                }
+            }
+            h.chat.commit().expect("commit");
+            (
+                history_of(&mut h, 1, "dev"),
+                history_of(&mut h, 1, "ops"),
+                h.chat.last_id,
+            )
+        };
+        let mut h = H::with(persistent(&dir));
+        assert_eq!(h.chat.room_count(), 2);
+        h.connect(1);
+        assert_eq!(history_of(&mut h, 1, "dev"), before_dev);
+        assert_eq!(history_of(&mut h, 1, "ops"), before_ops);
+        let got = h.send(1, r#"{"type":"join","room":"OPS"}"#);
+        assert_eq!(H::one(got, &[1])["room"], "Ops");
+        let v = H::one(
+            h.send(1, r#"{"type":"say","room":"ops","text":"after"}"#),
+            &[1],
+        );
+        assert_eq!(v["id"], last + 1);
+    }
+
+    #[test]
+    fn dm_ids_are_not_reused_after_a_restart() {
+        let dir = TempDir::new("dm");
+        let last_dm = {
+            let mut h = H::with(persistent(&dir));
+            h.connect_with(1, Some("a"), None, false);
+            h.connect_with(2, Some("b"), None, false);
+            h.send(1, "room message");
+            let mut last = 0;
+            for _ in 0..5 {
+                let got = h.send(1, r#"{"type":"dm","to":"b","text":"x"}"#);
+                last = got[0].1["id"].as_u64().unwrap_or(0);
+            }
+            h.chat.commit().expect("commit");
+            last
+        };
+        // Also with the strictest policy.
+        let dir2 = TempDir::new("dm-always");
+        {
+            let mut h = H::with(ChatConfig {
+                fsync: Fsync::Always,
+                ..persistent(&dir2)
+            });
+            h.connect(1);
+            h.send(1, r#"{"type":"dm","to":"guest-1","text":"x"}"#);
+            h.chat.commit().expect("commit");
+        }
+        let mut h = H::with(persistent(&dir2));
+        assert_eq!(
+            h.chat.say_as("lobby", "bot", "hi", h.now, &mut h.out),
+            Ok(2)
+        );
+        assert_eq!(last_dm, 6);
+        let mut h = H::with(persistent(&dir));
+        let id = h.chat.say_as("lobby", "bot", "hi", h.now, &mut h.out);
+        assert_eq!(id, Ok(last_dm + 1));
+    }
+
+    #[test]
+    fn a_torn_last_line_is_dropped() {
+        let dir = TempDir::new("torn");
+        let before = {
+            let mut h = H::with(persistent(&dir));
+            h.connect(1);
+            for i in 0..5 {
+                h.send(1, &format!("line {i}"));
+            }
+            h.chat.commit().expect("commit");
+            // A batch the crash interrupted: written in part, never delivered.
+            h.send(1, "lost");
+            let mut torn = h
+                .chat
+                .log
+                .as_ref()
+                .map(|l| l.pending_for_test())
+                .unwrap_or_default();
+            torn.truncate(torn.len() / 2);
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(dir.log_path())
+                .unwrap();
+            std::io::Write::write_all(&mut f, &torn).unwrap();
+            history_of(&mut h, 1, "lobby")
+        };
+        let mut h = H::with(persistent(&dir));
+        h.connect(1);
+        let after = history_of(&mut h, 1, "lobby");
+        assert_eq!(after.as_array().map(Vec::len), Some(5));
+        assert_eq!(
+            after,
+            before.as_array().map(|a| json!(a[..5])).unwrap_or_default()
+        );
+        let text = std::fs::read_to_string(dir.log_path()).unwrap();
+        assert!(text.ends_with('\n') && !text.contains("lost"), "{text}");
+        // The lost message's id was never seen by anyone, so reusing it is fine.
+        let v = H::one(h.send(1, "next"), &[1]);
+        assert_eq!(v["id"], 6);
+    }
+
+    #[test]
+    fn compaction_keeps_history_identical_and_ids_continue() {
+        let dir = TempDir::new("compact");
+        let cfg = ChatConfig {
+            history_per_room: 10,
+            ..persistent(&dir)
+        };
+        let (before, last) = {
+            let mut h = H::with(cfg.clone());
+            h.connect_with(1, Some("a"), None, false);
+            h.connect_with(2, Some("b"), None, false);
+            for i in 0..1000 {
+                if i % 2 == 0 {
+                    h.send(1, &format!("m{i}"));
+                } else {
+                    h.send(1, r#"{"type":"dm","to":"b","text":"x"}"#);
+                }
+                if i % 10 == 0 {
+                    h.chat.commit().expect("commit");
+                }
+            }
+            h.chat.commit().expect("commit");
+            (history_of(&mut h, 1, "lobby"), h.chat.last_id)
+        };
+        let lines = std::fs::read_to_string(dir.log_path())
+            .unwrap()
+            .lines()
+            .count();
+        // 500 room messages and 100 high-water marks were written; compaction kept it small.
+        assert!(lines <= COMPACT_LIMIT_FOR_TEST, "{lines} lines");
+        assert_eq!(before.as_array().map(Vec::len), Some(10));
+        let mut h = H::with(cfg);
+        h.connect(1);
+        assert_eq!(history_of(&mut h, 1, "lobby"), before);
+        let v = H::one(h.send(1, "next"), &[1]);
+        assert_eq!(v["id"], last + 1);
+    }
+
+    #[test]
+    fn fuzz_replay_matches_memory() {
+        let dir = TempDir::new("fuzz-replay");
+        let cfg = ChatConfig {
+            max_rooms: 4,
+            max_rooms_per_client: 3,
+            history_per_room: 7,
+            fsync: Fsync::Never,
+            ..persistent(&dir)
+        };
+        let mut rng = Rng(42);
+        let mut h = H::with(cfg.clone());
+        for c in 1..=4 {
+            h.connect(c);
+        }
+        let mut compactions = 0;
+        for round in 0..3000 {
+            let conn = 1 + rng.next() % 4;
+            // Half plain text, so that enough messages are said to force compactions.
+            let text = if round % 2 == 0 {
+                format!("p{round}")
+            } else {
+                well_formed(&mut rng)
+            };
+            let input = parse_input(&text);
+            h.input(conn, input);
+            if round % 5 == 0 {
+                let records = h.chat.log.as_ref().map_or(0, |l| l.records);
+                h.chat.commit().expect("commit");
+                if h.chat.log.as_ref().map_or(0, |l| l.records) < records {
+                    compactions += 1;
+                }
+            }
+        }
+        h.chat.commit().expect("commit");
+        assert!(compactions > 0, "the test should exercise compaction");
+        let dump = |chat: &Chat| {
+            let mut rooms: Vec<(String, Vec<Entry>)> = chat
+                .rooms
+                .iter()
+                .filter(|(_, r)| !r.history.is_empty())
+                .map(|(k, r)| {
+                    (
+                        format!("{k}={}", r.name),
+                        r.history.iter().cloned().collect(),
+                    )
+                })
+                .collect();
+            rooms.sort_by(|a, b| a.0.cmp(&b.0));
+            rooms
+        };
+        let before = dump(&h.chat);
+        assert!(before.len() > 1, "the test should exercise several rooms");
+        let last = h.chat.last_id;
+        let reopened = Chat::open(cfg).expect("reopen");
+        assert_eq!(dump(&reopened), before);
+        assert_eq!(reopened.last_id, last);
+    }
+
+    #[test]
+    fn a_failed_write_is_repaired_by_a_rewrite_from_memory() {
+        let dir = TempDir::new("repair");
+        let mut h = H::with(persistent(&dir));
+        h.connect(1);
+        h.send(1, "one");
+        h.chat.commit().expect("commit");
+        // The file lost everything (say a failed write was cut back too far), and the log knows.
+        std::fs::write(dir.log_path(), "").unwrap();
+        if let Some(log) = h.chat.log.as_mut() {
+            log.break_for_test();
+        }
+        h.send(1, "two");
+        h.send(1, r#"{"type":"dm","to":"guest-1","text":"three"}"#);
+        h.chat.commit().expect("commit");
+        let before = history_of(&mut h, 1, "lobby");
+        let mut h2 = H::with(persistent(&dir));
+        h2.connect(1);
+        assert_eq!(history_of(&mut h2, 1, "lobby"), before);
+        assert_eq!(before.as_array().map(Vec::len), Some(2));
+        assert_eq!(h2.chat.last_id, 3);
+    }
+
+    /// The most lines the log may have right after a commit with 10 messages kept.
+    const COMPACT_LIMIT_FOR_TEST: usize = 256 + 16;
+
+    #[test]
+    fn without_a_data_dir_nothing_touches_disk() {
+        let mut h = H::new();
+        h.connect(1);
+        h.send(1, "hi");
+        assert!(h.chat.log.is_none());
+        assert!(h.chat.commit().is_ok());
     }
 }

@@ -7,7 +7,7 @@
 //!
 //! Every event of a chat connection comes here, in its order: its login (sent by the
 //! connection thread right after the dispatcher registered it), its frames, parsed by
-//! [`ChatEndpoint`] on the connection's thread, its last frame and its end. Forwarding the last
+//! `ingress::ChatEndpoint` on the connection's thread, its last frame and its end. Forwarding the last
 //! two through this thread keeps them behind the answers to the requests before them.
 
 use std::sync::Arc;
@@ -17,13 +17,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use log::{debug, error, info};
 
-use crate::chat::{self, Chat, Delivery, Input, Outbox};
-use crate::embed::{FilterHook, ServerEvent};
-use crate::endpoint::{Data, Endpoint, Refused};
+use super::{Chat, Delivery, Input, Outbox};
+use crate::embed::ServerEvent;
 use crate::frame;
 use crate::hub::{ChatOut, ClientId, Event};
-use crate::protocol::{ErrorCode, Reject, Request};
-use crate::ratelimit::TokenBucket;
 use crate::stats::Stats;
 
 /// Chat events waiting for the worker can pile up to this many; then chat connection threads
@@ -38,11 +35,6 @@ const BATCH_EVENTS: usize = 1024;
 
 /// A commit failure is logged at most this often (a full disk fails every batch).
 const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(60);
-
-/// Refusals in a row after which a chat client is cut with Close 1008: a person typing fast
-/// hits the limit once or twice and waits for the `rate_limited` answer; a client that keeps
-/// sending through 50 refusals is a script flooding the room.
-const FLOOD_STRIKES: u32 = 50;
 
 /// The answer to a `Say`: the message's id, or why it was refused.
 pub(crate) type SayResult = Result<u64, String>;
@@ -273,122 +265,4 @@ fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// A chat connection's endpoint, on its own thread: parses each frame, applies the rate limit
-/// and the host's filter there, so the chat worker never parses JSON and never sees a flood.
-pub(crate) struct ChatEndpoint {
-    id: ClientId,
-    tx: Sender<ChatEvent>,
-    limit: ChatLimit,
-    filter: Option<FilterHook>,
-}
-
-impl ChatEndpoint {
-    pub(crate) fn new(
-        id: ClientId,
-        tx: Sender<ChatEvent>,
-        limit: ChatLimit,
-        filter: Option<FilterHook>,
-    ) -> ChatEndpoint {
-        ChatEndpoint {
-            id,
-            tx,
-            limit,
-            filter,
-        }
-    }
-
-    /// Runs the filter hook on the text of a chat message, once per message that passed the
-    /// rate limit.
-    fn filter(&self, input: Input) -> Input {
-        let Some(filter) = &self.filter else {
-            return input;
-        };
-        let refused = |reference| {
-            Input::Invalid(
-                Reject::new(
-                    ErrorCode::Filtered,
-                    "the server's filter refused this message",
-                )
-                .with_ref(reference),
-            )
-        };
-        match input {
-            Input::Msg(mut msg) => {
-                if let Request::Say { text, .. } | Request::Dm { text, .. } = &mut msg.body {
-                    match filter(text) {
-                        Some(t) => *text = t,
-                        None => return refused(msg.reference),
-                    }
-                }
-                Input::Msg(msg)
-            }
-            Input::Plain(text) => match filter(&text) {
-                Some(t) => Input::Plain(t),
-                None => refused(None),
-            },
-            other => other,
-        }
-    }
-}
-
-impl Endpoint for ChatEndpoint {
-    fn message(&mut self, data: Data) -> Result<(), Refused> {
-        let input = match &data {
-            Data::Text(text) => chat::parse_input(text),
-            Data::Binary(_) => Input::Binary,
-        };
-        let Some(input) = self.limit.admit(input) else {
-            debug!(
-                "client {}: flooding past the rate limit; closing with 1008",
-                self.id
-            );
-            return Err(Refused::Close(1008, "rate limit exceeded"));
-        };
-        let input = Box::new(self.filter(input));
-        let id = self.id;
-        self.tx
-            .send(ChatEvent::Input { id, input })
-            .map_err(|_| Refused::Stopped)
-    }
-
-    fn last_frame(&mut self, bytes: Vec<u8>) -> bool {
-        let id = self.id;
-        self.tx.send(ChatEvent::Closing { id, bytes }).is_ok()
-    }
-
-    fn ended(&mut self) {
-        let _ = self.tx.send(ChatEvent::Gone { id: self.id });
-    }
-}
-
-/// A chat connection's rate limit and its flood detector.
-pub(crate) struct ChatLimit {
-    bucket: Option<TokenBucket>,
-    refused_in_a_row: u32,
-}
-
-impl ChatLimit {
-    /// `rate` messages per second with bursts of `burst`; a rate of 0 turns the limit off.
-    pub(crate) fn new(rate: f64, burst: f64) -> ChatLimit {
-        ChatLimit {
-            bucket: (rate > 0.0).then(|| TokenBucket::new(rate, burst.max(1.0))),
-            refused_in_a_row: 0,
-        }
-    }
-
-    /// The input to pass on (the request itself, or its `rate_limited` stand-in), or `None`
-    /// when the client is flooding and must be cut.
-    fn admit(&mut self, input: Input) -> Option<Input> {
-        let Some(bucket) = &mut self.bucket else {
-            return Some(input);
-        };
-        if bucket.try_take(Instant::now()) {
-            self.refused_in_a_row = 0;
-            return Some(input);
-        }
-        self.refused_in_a_row += 1;
-        (self.refused_in_a_row <= FLOOD_STRIKES).then(|| input.into_rate_limited())
-    }
 }
