@@ -63,6 +63,9 @@ pub(crate) enum ChatEvent {
         /// Where to report the message's id (once it is durable), or why it was refused.
         reply: Option<Sender<SayResult>>,
     },
+    /// The chat names bound to tokens (at start and after every token reload): reserved for
+    /// their tokens even while nobody holds them.
+    ReserveNames(Vec<String>),
     /// End the worker (after the dispatcher has ended).
     Stop,
 }
@@ -176,6 +179,7 @@ impl ChatWorker {
                     self.replies.push((reply, result));
                 }
             }
+            ChatEvent::ReserveNames(names) => self.chat.set_reserved_names(names, &mut self.outbox),
             ChatEvent::Stop => return false,
         }
         // Keep the dispatcher's steps in the order the chat decided them.
