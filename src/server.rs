@@ -27,10 +27,10 @@ use crate::park::{self, Parking};
 use crate::stats::Stats;
 use crate::sys::{self, Epoll};
 use crate::upgrade::{self, Route};
-use crate::web::{self, Web};
+use crate::web::{self, Site};
 
-/// Descriptors kept back from `max_connections` for the server's own use (listeners, epoll,
-/// the page server's sockets, log and data files).
+/// Descriptors kept back from `max_connections` for the server's own use (the listener, epoll,
+/// log and data files, `--public` files being served).
 const RESERVED_FDS: u64 = 64;
 
 /// Connections over the cap are answered 503 by short-lived threads; at most this many at once,
@@ -47,7 +47,6 @@ struct Shared {
     cfg: Arc<Config>,
     local_addr: SocketAddr,
     listener: TcpListener,
-    web_addr: SocketAddr,
     tx: Sender<Event>,
     stats: Arc<Stats>,
     stopping: AtomicBool,
@@ -174,7 +173,6 @@ pub struct Server {
     handle: Handle,
     events: Option<crossbeam_channel::Receiver<ServerEvent>>,
     threads: Vec<JoinHandle<()>>,
-    web: Option<Web>,
 }
 
 /// A cheap, cloneable handle to a running server: publish, count, shut down.
@@ -191,7 +189,7 @@ impl Server {
     ///
     /// # Errors
     /// [`Error::Bind`] when the address cannot be bound, [`Error::Config`] for an out-of-range
-    /// setting, [`Error::Io`] when a thread or the internal page server cannot start.
+    /// setting, [`Error::Io`] when a thread cannot start.
     ///
     /// ```
     /// # let mut config = wschat::Config::default();
@@ -271,7 +269,6 @@ impl Server {
         let cfg = Arc::new(config);
         let stats = Arc::new(Stats::default());
         let (tx, rx) = crossbeam_channel::bounded(hub::QUEUE_CAPACITY);
-        let web = Web::start(&cfg, stats.clone(), tx.clone())?;
         let (events_tx, events_rx) = match events {
             Some(capacity) => {
                 let (t, r) = crossbeam_channel::bounded(capacity);
@@ -285,7 +282,6 @@ impl Server {
             cfg: cfg.clone(),
             local_addr,
             listener,
-            web_addr: web.addr,
             tx: tx.clone(),
             stats: stats.clone(),
             stopping: AtomicBool::new(false),
@@ -315,7 +311,6 @@ impl Server {
             handle: Handle { shared },
             events: events_rx,
             threads,
-            web: Some(web),
         })
     }
 
@@ -366,9 +361,6 @@ impl Server {
     fn wait(&mut self) {
         for t in self.threads.drain(..) {
             let _ = t.join();
-        }
-        if let Some(web) = self.web.take() {
-            web.stop();
         }
         if !self.threads.is_empty() || self.handle.shared.stopping.load(SeqCst) {
             info!("server on {} stopped", self.handle.shared.local_addr);
@@ -497,6 +489,28 @@ impl Handle {
     /// # Ok::<(), wschat::Error>(())
     /// ```
     pub fn say(&self, room: &str, from: &str, text: &str) -> Result<u64> {
+        self.say_until(room, from, text, None)
+    }
+
+    /// [`say`](Handle::say), giving up with [`Error::Closed`] when the dispatcher has not
+    /// answered within `timeout` (`POST /api/publish` must not hold its thread forever).
+    pub(crate) fn say_within(
+        &self,
+        room: &str,
+        from: &str,
+        text: &str,
+        timeout: Duration,
+    ) -> Result<u64> {
+        self.say_until(room, from, text, Some(timeout))
+    }
+
+    fn say_until(
+        &self,
+        room: &str,
+        from: &str,
+        text: &str,
+        timeout: Option<Duration>,
+    ) -> Result<u64> {
         if self.shared.stopping.load(Relaxed) {
             return Err(Error::Closed);
         }
@@ -510,10 +524,14 @@ impl Handle {
                 reply: Some(reply),
             })
             .map_err(|_| Error::Closed)?;
-        match answer.recv() {
-            Ok(Ok(id)) => Ok(id),
-            Ok(Err(why)) => Err(Error::Rejected(why)),
-            Err(_) => Err(Error::Closed),
+        let answer = match timeout {
+            Some(timeout) => answer.recv_timeout(timeout).ok(),
+            None => answer.recv().ok(),
+        };
+        match answer {
+            Some(Ok(id)) => Ok(id),
+            Some(Err(why)) => Err(Error::Rejected(why)),
+            None => Err(Error::Closed),
         }
     }
 
@@ -776,8 +794,9 @@ fn reject_over_capacity(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAdd
     }
 }
 
-/// One TCP connection, from its first byte to its end: read the head, then either run the
-/// WebSocket connection here or forward the request to the page server.
+/// One TCP connection, from its first byte to its end: read the head, then serve plain HTTP
+/// (`web.rs`, with keep-alive) until the connection ends or asks for a WebSocket, which then
+/// runs here.
 fn serve(slot: Slot, stream: TcpStream, peer: SocketAddr) {
     let shared = &*slot.shared.clone();
     let cfg = &shared.cfg;
@@ -786,7 +805,7 @@ fn serve(slot: Slot, stream: TcpStream, peer: SocketAddr) {
         Err(e) => {
             debug!("{peer}: no request head: {e:?}");
             let status = match e {
-                HeadError::Timeout => 408,
+                HeadError::Timeout | HeadError::Idle => 408,
                 HeadError::TooLarge => 431,
                 HeadError::Malformed => 400,
                 HeadError::Closed => return,
@@ -795,19 +814,22 @@ fn serve(slot: Slot, stream: TcpStream, peer: SocketAddr) {
             return http::reject(&stream, status, &[]);
         }
     };
-    if !upgrade::wants_websocket(&head) {
-        if head.path() != "/" && upgrade::route(head.path()).is_some() {
-            // A WebSocket-only endpoint asked for as a page: say what it wants (RFC 9110 15.5.22).
-            // Answered here because tiny_http drops the hop-by-hop Upgrade header.
-            shared.stats.rejected(426);
-            return http::reject(
-                &stream,
-                426,
-                &[("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")],
-            );
+    let head = if upgrade::wants_websocket(&head) {
+        head
+    } else {
+        let handle = Handle {
+            shared: slot.shared.clone(),
+        };
+        let site = Site {
+            cfg,
+            stats: &shared.stats,
+            handle: &handle,
+        };
+        match web::serve(&site, &stream, head, peer) {
+            Some(upgrade) => upgrade,
+            None => return,
         }
-        return web::forward(cfg, &shared.stats, shared.web_addr, stream, head, peer);
-    }
+    };
     let mut accepted = match upgrade::accept(&head, &|route| protocols(cfg, route)) {
         Ok(accepted) => accepted,
         Err(refusal) => {
