@@ -126,7 +126,7 @@ impl Stats {
         metric(
             "wschat_http_requests_total",
             "counter",
-            "Plain HTTP requests forwarded to the page server.",
+            "Plain HTTP requests answered (pages, /healthz, /metrics, /api/publish).",
             self.http_requests.load(Relaxed),
         );
         metric(
