@@ -1,7 +1,7 @@
 //! Plain HTTP on the public port: the page and its assets, `/healthz`, `/metrics` and
 //! `POST /api/publish`, answered on the connection's own thread, with HTTP/1.1 keep-alive.
 //!
-//! The accept loop (`server.rs`) reads the first request head with our bounds and hands every
+//! The accept loop (`server/accept.rs`) reads the first request head with our bounds and hands every
 //! request that is not a WebSocket upgrade to [`serve`]. Every further head on a kept-alive
 //! connection is read here with the same bounds (`max_head_size`, `handshake_timeout`), so no
 //! request reaches an endpoint without passing them, and a later upgrade on the same
