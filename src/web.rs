@@ -43,9 +43,11 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 /// within a batch (milliseconds); this only bounds a server that is shutting down.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Sent with every file of the page. `connect-src 'self' ws: wss:` lets its script open its
-/// WebSockets.
-const PAGE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
+/// Sent with every file of the page. `connect-src 'self'` lets its script open WebSockets to
+/// the page's own host and port only (CSP Level 3 matches `'self'` to `ws:`/`wss:` of the same
+/// host: Chromium, Firefox, Safari 15.4+); `ws: wss:` would let an injected script reach any
+/// host.
+const PAGE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
 /// What the HTTP endpoints need from the server.
 pub(crate) struct Site<'a> {
@@ -59,7 +61,13 @@ pub(crate) struct Site<'a> {
 struct Answer {
     status: u16,
     headers: Vec<(&'static str, Cow<'static, str>)>,
-    body: Cow<'static, [u8]>,
+    body: Content,
+}
+
+/// A response body: bytes in memory, or a `--public` file streamed in pieces.
+enum Content {
+    Bytes(Cow<'static, [u8]>),
+    File { file: std::fs::File, len: u64 },
 }
 
 impl Answer {
@@ -67,7 +75,7 @@ impl Answer {
         Answer {
             status,
             headers: vec![("Content-Type", Cow::Borrowed(content_type))],
-            body: body.into(),
+            body: Content::Bytes(body.into()),
         }
     }
 
@@ -172,6 +180,13 @@ fn respond(
         );
         return None;
     }
+    // RFC 9112 allows only ASCII in a request target, and header values outside ASCII are
+    // obsolete (obs-text, RFC 9110 5.5); no endpoint here needs either, so refuse them plainly.
+    let ascii = head.target.is_ascii() && head.headers.iter().all(|(_, v)| v.is_ascii());
+    if !ascii {
+        refuse(site, stream, 400, &[]);
+        return None;
+    }
     let chunked = head
         .headers
         .iter()
@@ -226,19 +241,74 @@ fn respond(
         .iter()
         .map(|(n, v)| (*n, v.as_ref()))
         .collect();
-    let length = (answer.status != 304).then_some(answer.body.len());
+    let length = match &answer.body {
+        _ if answer.status == 304 => None,
+        Content::Bytes(bytes) => Some(bytes.len()),
+        // A file too large for usize cannot be served on this platform anyway.
+        Content::File { len, .. } => Some(usize::try_from(*len).unwrap_or(usize::MAX)),
+    };
     if answer.status == 405 && path != "/api/publish" {
         headers.push(("Allow", "GET, HEAD"));
     }
     let mut out = http::response_head(answer.status, &headers, length, *keep_alive);
-    if !head_only {
-        out.extend_from_slice(&answer.body);
-    }
-    if let Err(e) = http::write_within(stream, &out, Instant::now() + RESPONSE_TIMEOUT) {
+    let deadline = Instant::now() + RESPONSE_TIMEOUT;
+    let sent = match answer.body {
+        Content::Bytes(bytes) => {
+            if !head_only {
+                out.extend_from_slice(&bytes);
+            }
+            http::write_within(stream, &out, deadline)
+        }
+        Content::File { .. } if head_only || answer.status == 304 => {
+            http::write_within(stream, &out, deadline)
+        }
+        Content::File { file, len } => send_file(stream, out, file, len, deadline),
+    };
+    if let Err(e) = sent {
         debug!("http: could not send the answer for {path}: {e}");
         return None;
     }
     Some(rest)
+}
+
+/// Bytes of a `--public` file read and written at a time: one piece in memory per response,
+/// whatever the file's size.
+const FILE_PIECE: usize = 64 * 1024;
+
+/// Writes `head` and then the `len` bytes of `file`, in pieces, all before `deadline`.
+fn send_file(
+    stream: &TcpStream,
+    head: Vec<u8>,
+    mut file: std::fs::File,
+    len: u64,
+    deadline: Instant,
+) -> std::io::Result<()> {
+    use std::io::Read;
+    let mut out = head;
+    let mut piece = vec![0u8; FILE_PIECE];
+    let mut left = len;
+    // Bounded: every turn sends at least one byte of the file or fails.
+    loop {
+        if left > 0 {
+            let want = usize::try_from(left).unwrap_or(FILE_PIECE).min(FILE_PIECE);
+            let n = match file.read(&mut piece[..want]) {
+                Ok(0) => {
+                    // The file shrank after its length was sent: the connection must close.
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            out.extend_from_slice(&piece[..n]);
+            left -= n as u64;
+        }
+        http::write_within(stream, &out, deadline)?;
+        out.clear();
+        if left == 0 {
+            return Ok(());
+        }
+    }
 }
 
 fn body_failed(site: &Site<'_>, stream: &TcpStream, e: BodyError) -> Option<Vec<u8>> {
@@ -284,17 +354,28 @@ fn page(site: &Site<'_>, head: &Head, path: &str) -> Answer {
         )
         .with("Cache-Control", "no-store"),
         _ => match assets::lookup(site.cfg.public_dir.as_deref(), path) {
-            None => Answer::text(404),
-            Some(asset) => {
+            Ok(None) => Answer::text(404),
+            Err(e) => {
+                debug!("http: cannot open {path} now: {e}");
+                site.stats.rejected(503);
+                Answer::text(503).with("Retry-After", "5")
+            }
+            Ok(Some(asset)) => {
                 let unchanged = head.headers.iter().any(|(n, v)| {
                     n.eq_ignore_ascii_case("if-none-match") && v.as_slice() == asset.etag.as_bytes()
                 });
-                let (status, body) = if unchanged {
-                    (304, Cow::Borrowed(&b""[..]))
-                } else {
-                    (200, asset.body)
-                };
-                Answer::new(status, asset.content_type, body)
+                let mut answer = Answer::new(
+                    if unchanged { 304 } else { 200 },
+                    asset.content_type,
+                    Vec::new(),
+                );
+                if !unchanged {
+                    answer.body = match asset.body {
+                        assets::Body::Embedded(bytes) => Content::Bytes(Cow::Borrowed(bytes)),
+                        assets::Body::File { file, len } => Content::File { file, len },
+                    };
+                }
+                answer
                     .with("ETag", asset.etag)
                     // Revalidate every time: the files change with the binary, and a 304 costs
                     // one small round trip.
