@@ -49,6 +49,11 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 /// host.
 const PAGE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
+/// Deepest nesting of objects and arrays a publish body may have. The body is one flat object;
+/// serde recurses once per level on a connection thread's small stack (128 KiB by default:
+/// 120 levels overflowed it in a debug build), so deeper bodies are refused before parsing.
+const MAX_BODY_DEPTH: usize = 32;
+
 /// What the HTTP endpoints need from the server.
 pub(crate) struct Site<'a> {
     pub cfg: &'a Config,
@@ -432,6 +437,12 @@ fn publish(site: &Site<'_>, body: &[u8]) -> Answer {
     let Ok(body) = std::str::from_utf8(body) else {
         return Answer::json(400, json!({"ok": false, "error": "body is not UTF-8"}));
     };
+    if nests_deeper_than(body.as_bytes(), MAX_BODY_DEPTH) {
+        return Answer::json(
+            400,
+            json!({"ok": false, "error": "body must be a JSON object"}),
+        );
+    }
     let Ok(serde_json::Value::Object(msg)) = serde_json::from_str::<serde_json::Value>(body) else {
         return Answer::json(
             400,
@@ -459,5 +470,53 @@ fn publish(site: &Site<'_>, body: &[u8]) -> Answer {
     match site.handle.publish_text(channel, text) {
         Ok(()) => Answer::json(200, json!({"ok": true})),
         Err(_) => closed(),
+    }
+}
+
+/// Whether objects/arrays in `json` nest deeper than `max`, counting brackets outside strings:
+/// one linear scan, so that a body of 60,000 `[` costs no recursion. (The same scan as
+/// `protocol.rs` runs on chat frames.)
+fn nests_deeper_than(json: &[u8], max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in json {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            // Saturating: an unbalanced `]` is a syntax error serde reports.
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nesting_is_counted_outside_strings_only() {
+        assert!(!nests_deeper_than(br#"{"text":"[[[[[[","a":[[1]]}"#, 3));
+        assert!(nests_deeper_than(br#"{"a":[[[1]]]}"#, 3));
+        assert!(!nests_deeper_than(br#"{"t":"\"[[[[[[[[["}"#, 1));
+        assert!(!nests_deeper_than(b"]]]]{}", 1));
+        assert!(nests_deeper_than(&[b'['; 60_000], MAX_BODY_DEPTH));
     }
 }

@@ -114,6 +114,42 @@ fn the_api_key_is_checked_before_100_continue() {
     assert_eq!(&answer, b"HTTP/1.1 200");
 }
 
+#[test]
+fn a_deeply_nested_publish_body_is_refused_and_the_server_stays_up() {
+    let server = start(|c| c.api_key = Some("k".into()));
+    let addr = server.local_addr();
+    for depth in [33, 120, 30_000] {
+        let body = format!(
+            r#"{{"text":"x","a":{}{}}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
+        let request = format!(
+            "POST /api/publish HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nX-API-Key: k\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let answer = raw_exchange(addr, request.as_bytes(), IO_TIMEOUT);
+        assert!(
+            answer.starts_with("HTTP/1.1 400 "),
+            "depth {depth}: {answer:?}"
+        );
+    }
+    // 32 levels (the object and 31 arrays) is the most allowed, and parses on the stack.
+    let body = format!(
+        r#"{{"text":"x","a":{}1{}}}"#,
+        "[".repeat(31),
+        "]".repeat(31)
+    );
+    let request = format!(
+        "POST /api/publish HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nX-API-Key: k\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = raw_exchange(addr, request.as_bytes(), IO_TIMEOUT);
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer:?}");
+}
+
 /// A POST to the binary's `/api/publish` with `key`; the status.
 fn publish_status(addr: SocketAddr, key: &str) -> u16 {
     let body = r#"{"text":"hi"}"#;
