@@ -34,11 +34,6 @@ const KEEP_ALIVE_IDLE: Duration = Duration::from_secs(5);
 /// second or so, which it does not notice.
 const MAX_REQUESTS_PER_CONNECTION: usize = 10_000;
 
-/// Longest one response may take to write. The page's files are at most tens of KiB; 30 s
-/// lets a phone on a poor link fetch a few MiB from `--public DIR`, and stops a reader that
-/// takes nothing (or one segment at a time) from holding the thread beyond that.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Longest `POST /api/publish` waits for the dispatcher to accept a chat message. It answers
 /// within a batch (milliseconds); this only bounds a server that is shutting down.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -256,7 +251,7 @@ fn respond(
         headers.push(("Allow", "GET, HEAD"));
     }
     let mut out = http::response_head(answer.status, &headers, length, *keep_alive);
-    let deadline = Instant::now() + RESPONSE_TIMEOUT;
+    let deadline = Instant::now() + cfg.response_timeout;
     let sent = match answer.body {
         Content::Bytes(bytes) => {
             if !head_only {

