@@ -346,7 +346,7 @@ pub(crate) fn write_within(
 pub(crate) fn response_head(
     status: u16,
     headers: &[(&str, &str)],
-    length: Option<usize>,
+    length: Option<u64>,
     keep_alive: bool,
 ) -> Vec<u8> {
     let mut out = format!("HTTP/1.1 {status} {}\r\n", reason(status));

@@ -104,8 +104,8 @@ pub(crate) fn serve(
     peer: SocketAddr,
 ) -> Option<Head> {
     let cfg = site.cfg;
-    // Responses are written whole, but a pipelining client's second answer would otherwise
-    // wait for the ACK of the first (Nagle + delayed ACK: ~40 ms).
+    // Answers go out in as few writes as possible, but a pipelining client's second answer
+    // would otherwise wait for the ACK of the first (Nagle + delayed ACK: ~40 ms).
     let _ = stream.set_nodelay(true);
     let idle = KEEP_ALIVE_IDLE.min(cfg.handshake_timeout);
     for served in 1..=MAX_REQUESTS_PER_CONNECTION {
@@ -243,9 +243,8 @@ fn respond(
         .collect();
     let length = match &answer.body {
         _ if answer.status == 304 => None,
-        Content::Bytes(bytes) => Some(bytes.len()),
-        // A file too large for usize cannot be served on this platform anyway.
-        Content::File { len, .. } => Some(usize::try_from(*len).unwrap_or(usize::MAX)),
+        Content::Bytes(bytes) => Some(bytes.len() as u64),
+        Content::File { len, .. } => Some(*len),
     };
     if answer.status == 405 && path != "/api/publish" {
         headers.push(("Allow", "GET, HEAD"));
