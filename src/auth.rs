@@ -15,6 +15,10 @@ use crate::http::Head;
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Tokens {
     entries: Vec<(Arc<str>, Option<String>)>,
+    /// Whether a token is required at all: from the configuration (a tokens file, inline
+    /// tokens, `require_token`), never from how many entries were read, so an empty or
+    /// all-comment file admits nobody instead of everybody.
+    required: bool,
 }
 
 /// A token that was accepted: the token itself (to find its connections if it is revoked) and
@@ -39,19 +43,25 @@ impl Tokens {
                 None => (Arc::from(line), None),
             })
             .collect();
-        Tokens { entries }
+        Tokens {
+            entries,
+            required: true,
+        }
     }
 
-    /// Reads `file` (if any) and adds the `inline` entries.
+    /// Reads `file` (if any) and adds the `inline` entries. Tokens are required when a file
+    /// is configured, inline entries exist or `require` is set, whatever the file holds.
     pub(crate) fn load(
         file: Option<&Path>,
         inline: &[(String, Option<String>)],
+        require: bool,
     ) -> std::io::Result<Tokens> {
         let mut tokens = Tokens {
             entries: inline
                 .iter()
                 .map(|(t, n)| (Arc::from(t.as_str()), n.clone()))
                 .collect(),
+            required: require || file.is_some() || !inline.is_empty(),
         };
         if let Some(file) = file {
             let text = std::fs::read_to_string(file).map_err(|e| {
@@ -64,6 +74,11 @@ impl Tokens {
 
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// Whether a WebSocket client must present a valid token (see `required`).
+    pub(crate) fn required(&self) -> bool {
+        self.required
     }
 
     /// The grant for `presented`, comparing it with every token in constant time (no early exit
@@ -80,6 +95,14 @@ impl Tokens {
             }
         }
         found
+    }
+
+    /// The chat names the tokens are bound to, which the chat reserves for them
+    /// (`Chat::set_reserved_names`).
+    // Until the server feeds them to the chat (see the branch report), only the tests call it.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn bound_names(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().filter_map(|(_, name)| name.as_deref())
     }
 
     /// The set of tokens, for finding connections whose token was revoked.
@@ -186,6 +209,7 @@ mod tests {
         let env = Tokens::parse("x1 bob, x2", true);
         assert_eq!(env.len(), 2);
         assert_eq!(env.check("x1").unwrap().name.as_deref(), Some("bob"));
+        assert_eq!(t.bound_names().collect::<Vec<_>>(), ["alice smith"]);
     }
 
     #[test]

@@ -81,6 +81,15 @@ const OPTIONS: &[Opt] = &[
         },
     },
     Opt {
+        name: "max-buffered",
+        value: "BYTES",
+        help: "bytes held for delivery in all (queued messages and every client's backlog); past it senders wait and the clients furthest behind are disconnected (1008) [default: 134217728]",
+        set: |c, v| {
+            c.max_buffered_bytes = number(v)?;
+            Ok(())
+        },
+    },
+    Opt {
         name: "ping-interval",
         value: "SECS",
         help: "ping clients silent this long, drop them one interval later; 0 = off [default: 30]",

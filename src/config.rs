@@ -51,6 +51,14 @@ pub struct Config {
     /// Default 1 MiB (Centrifugo's default for the same queue): about 1000 chat messages.
     pub max_pending_bytes: usize,
 
+    /// Most bytes the server holds for delivery in all: messages waiting for the dispatcher
+    /// plus every client's unsent queue, together. Senders wait (TCP slows them) while it is
+    /// spent; when the queues alone overspend it, the clients furthest behind are disconnected
+    /// (Close 1008) until it fits. Default 128 MiB: 128 clients at the `max_pending_bytes`
+    /// limit, or 2000 maximum-size messages in flight, and an eighth of a 1 GiB Raspberry Pi;
+    /// it bounds what 19,000 clients each just under their own limit could otherwise hold.
+    pub max_buffered_bytes: usize,
+
     /// How long a client may stay silent before the server pings it; a client that also ignores
     /// the ping until the next tick is dropped. Default 30 s, so a vanished peer (reset, half-open
     /// TCP, a phone that lost its network) is pruned within 60 s, and idle connections cause one
@@ -115,12 +123,20 @@ pub struct Config {
     /// 20: a reconnecting page fires its join/history/users requests at once.
     pub chat_burst: f64,
 
-    /// A file of access tokens (one `TOKEN [NAME]` per line). When it (or `tokens`) holds any
-    /// token, every WebSocket upgrade must present a valid one, as `?token=` or
-    /// `Authorization: Bearer`, else it gets 401. A token with a NAME logs its chat client in
-    /// as NAME and forbids renaming. [`Handle::reload_tokens`](crate::Handle::reload_tokens)
-    /// re-reads it (the binary does on SIGHUP). Default `None`: no tokens, anyone may connect.
+    /// A file of access tokens (one `TOKEN [NAME]` per line). When it is set (or `tokens` is
+    /// not empty, or `require_token` is true), every WebSocket upgrade must present a valid
+    /// token, as `?token=` or `Authorization: Bearer`, else it gets 401: a file that holds no
+    /// token admits nobody, it never switches the check off. A token with a NAME logs its chat
+    /// client in as NAME and forbids renaming.
+    /// [`Handle::reload_tokens`](crate::Handle::reload_tokens) re-reads it (the binary does on
+    /// SIGHUP). Default `None`: no tokens, anyone may connect.
     pub tokens_file: Option<PathBuf>,
+
+    /// Require a token even when `tokens_file` is unset and `tokens` is empty (then nobody is
+    /// admitted). The binary sets it when `$WSCHAT_TOKENS` is set, even to an empty value:
+    /// whether tokens are required follows from the configuration, never from how many were
+    /// read. Default false.
+    pub require_token: bool,
 
     /// Tokens given directly (token, optional bound chat name), in addition to `tokens_file`.
     /// The binary fills it from the `WSCHAT_TOKENS` environment variable. Default empty.
@@ -175,6 +191,7 @@ impl Default for Config {
             max_message_size: 64 * 1024,
             read_buffer_size: 4 * 1024,
             max_pending_bytes: 1024 * 1024,
+            max_buffered_bytes: 128 * 1024 * 1024,
             ping_interval: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(5),
             max_head_size: 16 * 1024,
@@ -187,6 +204,7 @@ impl Default for Config {
             listen_backlog: 4096,
             chat: ChatConfig::default(),
             tokens_file: None,
+            require_token: false,
             tokens: Vec::new(),
             allowed_origins: Vec::new(),
             relay_protocol: None,

@@ -1,30 +1,31 @@
-//! The read loop of one WebSocket connection: frames in, events out. Knows frames, not chat.
+//! The read loop of one WebSocket connection: frames in, messages out. Knows frames, not chat.
 //!
 //! A connection thread blocks in `read` until data arrives or `park_after` passes with none;
 //! then the connection moves to the parking thread (`park.rs`), which reads it without blocking
 //! until it speaks again, so an idle connection costs no wake-ups and no thread. Neither ever
 //! writes to the socket: tungstenite's automatic answers (the pong to a ping, the reply to a
 //! Close) are written into an in-memory buffer and handed to the dispatcher, the socket's only
-//! writer.
+//! writer. Data messages go to the connection's [`Endpoint`] (relay and echo: the dispatcher;
+//! chat: the chat worker), which decides what they mean.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use log::{debug, trace};
 use tungstenite::error::{Error as WsError, ProtocolError};
 use tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
-use tungstenite::{Bytes, Message, Result as WsResult};
+use tungstenite::{Message, Result as WsResult};
 
-use crate::chat::{self, Input};
 use crate::config::Config;
-use crate::embed::{FilterHook, Payload, ServerEvent};
+use crate::embed::{Payload, ServerEvent};
+use crate::endpoint::{Data, Endpoint, Refused};
 use crate::frame;
 use crate::hub::{ClientId, Event};
-use crate::protocol::{ErrorCode, Reject, Request};
-use crate::ratelimit::TokenBucket;
+use crate::stats::Stats;
 use crate::sys;
 
 /// After the last frame to a closing client is queued, how long this thread waits for the
@@ -32,86 +33,14 @@ use crate::sys;
 /// client that never closes does not hold the thread.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
-/// Refusals in a row after which a chat client is cut with Close 1008: a person typing fast
-/// hits the limit once or twice and waits for the `rate_limited` answer; a client that keeps
-/// sending through 50 refusals is a script flooding the room.
-const FLOOD_STRIKES: u32 = 50;
-
-/// How a connection's messages are handed to the dispatcher.
-pub(crate) enum Mode {
-    /// As frames (relay, echo): the dispatcher copies them without looking inside.
-    Frames(Throttle),
-    /// As parsed chat input (`/chat`), rate-limited here, so the single dispatcher thread never
-    /// parses JSON and never sees a flood.
-    Chat(ChatLimit),
-}
-
-/// A relay connection's rate limit: over it, this thread waits before reading on, so the
-/// client is slowed by TCP flow control and nothing is dropped.
-pub(crate) struct Throttle {
-    bucket: Option<TokenBucket>,
-    rate: f64,
-}
-
-impl Throttle {
-    /// `rate` messages per second with bursts of `burst`; a rate of 0 turns it off.
-    pub(crate) fn new(rate: f64, burst: f64) -> Throttle {
-        Throttle {
-            bucket: (rate > 0.0).then(|| TokenBucket::new(rate, burst.max(1.0))),
-            rate,
-        }
-    }
-
-    fn wait(&mut self) {
-        let Some(bucket) = &mut self.bucket else {
-            return;
-        };
-        // One token arrives every 1/rate seconds; sleeping that long per refusal never spins.
-        let step = Duration::from_secs_f64((1.0 / self.rate).min(1.0));
-        while !bucket.try_take(Instant::now()) {
-            std::thread::sleep(step);
-        }
-    }
-}
-
-/// A chat connection's rate limit and its flood detector.
-pub(crate) struct ChatLimit {
-    bucket: Option<TokenBucket>,
-    refused_in_a_row: u32,
-}
-
-impl ChatLimit {
-    /// `rate` messages per second with bursts of `burst`; a rate of 0 turns the limit off.
-    pub(crate) fn new(rate: f64, burst: f64) -> ChatLimit {
-        ChatLimit {
-            bucket: (rate > 0.0).then(|| TokenBucket::new(rate, burst.max(1.0))),
-            refused_in_a_row: 0,
-        }
-    }
-
-    /// The input to pass on (the request itself, or its `rate_limited` stand-in), or `None`
-    /// when the client is flooding and must be cut.
-    fn admit(&mut self, input: Input) -> Option<Input> {
-        let Some(bucket) = &mut self.bucket else {
-            return Some(input);
-        };
-        if bucket.try_take(Instant::now()) {
-            self.refused_in_a_row = 0;
-            return Some(input);
-        }
-        self.refused_in_a_row += 1;
-        (self.refused_in_a_row <= FLOOD_STRIKES).then(|| input.into_rate_limited())
-    }
-}
-
-/// What the host program asked to see and do for this connection.
+/// What the host program asked to see for this connection.
 pub(crate) struct Host {
     /// Where `ServerEvent::Message` goes (blocking send: a host that falls behind slows this
     /// client down through TCP rather than losing its messages).
     pub events: Option<Sender<ServerEvent>>,
-    pub filter: Option<FilterHook>,
     /// The path the client connected to, for events.
     pub path: String,
+    pub stats: Arc<Stats>,
 }
 
 impl Host {
@@ -122,39 +51,6 @@ impl Host {
                 path: self.path.clone(),
                 data: data(),
             });
-        }
-    }
-
-    /// Runs the filter hook on the text of a chat message, once per message that passed the
-    /// rate limit, here in the connection's thread rather than in the dispatcher.
-    fn filter(&self, input: Input) -> Input {
-        let Some(filter) = &self.filter else {
-            return input;
-        };
-        let refused = |reference| {
-            Input::Invalid(
-                Reject::new(
-                    ErrorCode::Filtered,
-                    "the server's filter refused this message",
-                )
-                .with_ref(reference),
-            )
-        };
-        match input {
-            Input::Msg(mut msg) => {
-                if let Request::Say { text, .. } | Request::Dm { text, .. } = &mut msg.body {
-                    match filter(text) {
-                        Some(t) => *text = t,
-                        None => return refused(msg.reference),
-                    }
-                }
-                Input::Msg(msg)
-            }
-            Input::Plain(text) => match filter(&text) {
-                Some(t) => Input::Plain(t),
-                None => refused(None),
-            },
-            other => other,
         }
     }
 }
@@ -178,15 +74,34 @@ struct Io {
     /// Read without waiting (on the parking thread); otherwise block (on a connection thread,
     /// until the socket's read timeout, `park_after`).
     nonblocking: bool,
+    /// How long a message that has started arriving may hold this connection's thread
+    /// (`park_after`; `None` when parking is off). Without it, a client that sends one byte
+    /// every few seconds never lets the read time out, and holds a thread for as long as it
+    /// likes (30 such clients took 30 threads). Past it the connection is parked with its
+    /// partial message intact; the parking thread reads the rest as it trickles in.
+    trickle_limit: Option<Duration>,
+    /// When the message being read started arriving (its first byte on this thread).
+    started: Option<Instant>,
 }
 
 impl Io {
     fn fill(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.nonblocking {
-            sys::recv_nonblocking(&*self.stream, buf)
-        } else {
-            (&*self.stream).read(buf)
+            return sys::recv_nonblocking(&*self.stream, buf);
         }
+        if let (Some(limit), Some(started)) = (self.trickle_limit, self.started) {
+            if started.elapsed() >= limit {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "message arriving too slowly",
+                ));
+            }
+        }
+        let n = (&*self.stream).read(buf)?;
+        if n > 0 && self.started.is_none() {
+            self.started = Some(Instant::now());
+        }
+        Ok(n)
     }
 
     /// Frees the read-ahead buffer if nothing is left in it (the connection is going idle).
@@ -247,8 +162,9 @@ pub(crate) struct Conn {
     pub(crate) id: ClientId,
     stream: Arc<TcpStream>,
     ws: WebSocket<Io>,
-    mode: Mode,
+    endpoint: Box<dyn Endpoint>,
     host: Host,
+    /// To the dispatcher, for heartbeat frames (pongs) and answers to pings.
     tx: Sender<Event>,
     /// Already added to the parking thread's epoll once (re-arming is then a MOD).
     pub(crate) in_poller: bool,
@@ -279,7 +195,7 @@ const POKE_BUDGET: usize = 16;
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        let _ = self.tx.send(Event::Gone { id: self.id });
+        self.endpoint.ended();
         if let Some(on_end) = self.on_end.take() {
             on_end();
         }
@@ -296,7 +212,7 @@ impl Conn {
         early: Vec<u8>,
         cfg: &Config,
         tx: Sender<Event>,
-        mode: Mode,
+        endpoint: Box<dyn Endpoint>,
         host: Host,
         on_end: Box<dyn FnOnce() + Send>,
     ) -> Conn {
@@ -307,13 +223,15 @@ impl Conn {
             pos: 0,
             ahead_size: cfg.read_buffer_size,
             nonblocking: false,
+            trickle_limit: (!cfg.park_after.is_zero()).then_some(cfg.park_after),
+            started: None,
         };
         let ws = WebSocket::from_partially_read(io, early, Role::Server, Some(ws_config(cfg)));
         Conn {
             id,
             stream,
             ws,
-            mode,
+            endpoint,
             host,
             tx,
             in_poller: false,
@@ -329,7 +247,11 @@ impl Conn {
     /// already read) until the connection ends or stays silent for the socket's read timeout.
     pub(crate) fn run(&mut self, mut first: Option<WsResult<Message>>) -> Stop {
         loop {
-            let result = first.take().unwrap_or_else(|| self.ws.read());
+            let result = first.take().unwrap_or_else(|| {
+                // A new message: its trickle deadline starts with its first byte.
+                self.ws.get_mut().started = None;
+                self.ws.read()
+            });
             if is_idle(&result) {
                 self.ws.get_mut().release();
                 return Stop::Idle;
@@ -349,7 +271,12 @@ impl Conn {
             let result = self.ws.read();
             match result {
                 Ok(Message::Ping(_) | Message::Pong(_)) => {
-                    if !self.step(result) {
+                    if !self.endpoint.control(false) {
+                        // Over its rate limit: wait for it on a thread of its own.
+                        outcome = Poke::Wake(Some(result));
+                        break;
+                    }
+                    if !self.heartbeat(result) {
                         break; // the dispatcher is gone; the wake-up ends it
                     }
                 }
@@ -375,83 +302,96 @@ impl Conn {
     fn step(&mut self, result: WsResult<Message>) -> bool {
         let id = self.id;
         let host = &self.host;
-        let event = match (result, &mut self.mode) {
-            (Ok(Message::Text(text)), Mode::Frames(throttle)) => {
-                throttle.wait();
+        let data = match result {
+            Ok(Message::Text(text)) => {
                 host.report(id, || Payload::Text(text.to_string()));
-                Event::Message {
-                    id,
-                    opcode: frame::TEXT,
-                    data: Bytes::from(text),
-                }
+                Data::Text(text)
             }
-            (Ok(Message::Binary(data)), Mode::Frames(throttle)) => {
-                throttle.wait();
+            Ok(Message::Binary(data)) => {
                 host.report(id, || Payload::Binary(data.to_vec()));
-                Event::Message {
-                    id,
-                    opcode: frame::BINARY,
-                    data,
-                }
+                Data::Binary(data)
             }
-            (Ok(msg @ (Message::Text(_) | Message::Binary(_))), Mode::Chat(limit)) => {
-                let input = match &msg {
-                    Message::Text(text) => {
-                        host.report(id, || Payload::Text(text.to_string()));
-                        chat::parse_input(text)
-                    }
-                    _ => {
-                        host.report(id, || Payload::Binary(msg.clone().into_data().to_vec()));
-                        Input::Binary
-                    }
-                };
-                match limit.admit(input) {
-                    Some(input) => Event::Chat {
-                        id,
-                        input: Box::new(host.filter(input)),
-                    },
-                    None => {
-                        debug!("client {id}: flooding past the rate limit; closing with 1008");
-                        let mut bytes = Vec::new();
-                        frame::encode_close(1008, "rate limit exceeded", &mut bytes);
-                        finish(id, &self.stream, &self.tx, bytes);
-                        return false;
-                    }
-                }
+            Ok(Message::Ping(_) | Message::Pong(_)) => {
+                self.endpoint.control(true);
+                return self.heartbeat(result);
             }
-            (Ok(Message::Ping(_)), _) => {
-                // tungstenite queued the pong; flushing writes it into `written`.
-                let _ = self.ws.flush();
-                Event::Control {
-                    id,
-                    bytes: std::mem::take(&mut self.ws.get_mut().written),
-                }
-            }
-            (Ok(Message::Pong(_)), _) => Event::Pong { id },
-            (Ok(Message::Close(close)), _) => {
+            Ok(Message::Close(close)) => {
                 trace!("client {id} sent Close {close:?}");
                 // Writes the reply Close into `written` (then reports ConnectionClosed).
                 let _ = self.ws.flush();
                 let bytes = std::mem::take(&mut self.ws.get_mut().written);
-                finish(id, &self.stream, &self.tx, bytes);
+                self.finish(bytes);
                 return false;
             }
-            (Ok(Message::Frame(_)), _) => return true, // only produced when writing raw frames
-            (Err(e), _) => {
+            Ok(Message::Frame(_)) => return true, // only produced when writing raw frames
+            Err(e) => {
                 match close_for(&e) {
                     Some((code, reason)) => {
                         debug!("client {id}: {e}; closing with {code}");
-                        let mut bytes = Vec::new();
-                        frame::encode_close(code, reason, &mut bytes);
-                        finish(id, &self.stream, &self.tx, bytes);
+                        self.host.stats.protocol_errors.fetch_add(1, Relaxed);
+                        self.close_with(code, reason);
                     }
                     None => trace!("client {id}: connection ended: {e}"),
                 }
                 return false;
             }
         };
-        // An error means the dispatcher is gone: the server is shutting down.
-        self.tx.send(event).is_ok()
+        match self.endpoint.message(data) {
+            Ok(()) => true,
+            Err(Refused::Close(code, reason)) => {
+                self.close_with(code, reason);
+                false
+            }
+            Err(Refused::Stopped) => false,
+        }
+    }
+
+    /// Answers a ping (tungstenite's pong goes to the dispatcher) or notes a pong; `false`
+    /// when the dispatcher is gone (the server is shutting down).
+    fn heartbeat(&mut self, result: WsResult<Message>) -> bool {
+        let id = self.id;
+        match result {
+            Ok(Message::Ping(_)) => {
+                // tungstenite queued the pong; flushing writes it into `written`.
+                let _ = self.ws.flush();
+                let bytes = std::mem::take(&mut self.ws.get_mut().written);
+                self.tx.send(Event::Control { id, bytes }).is_ok()
+            }
+            _ => self.tx.send(Event::Pong { id }).is_ok(),
+        }
+    }
+
+    /// Ends the connection with our Close frame.
+    fn close_with(&mut self, code: u16, reason: &str) {
+        let mut bytes = Vec::new();
+        frame::encode_close(code, reason, &mut bytes);
+        self.finish(bytes);
+    }
+
+    /// Hands the last frame to the endpoint (which passes it to the dispatcher behind
+    /// everything before it) and waits (bounded) for the client to close its side. The end
+    /// itself is reported when the `Conn` is dropped.
+    fn finish(&mut self, last: Vec<u8>) {
+        if !self.endpoint.last_frame(last) {
+            return;
+        }
+        // Keep reading (and discarding) so that the client's remaining bytes do not turn our
+        // close into a RST that could destroy the Close frame before the client reads it.
+        let deadline = Instant::now() + CLOSE_WAIT;
+        let mut sink = [0u8; 1024];
+        let mut stream = &*self.stream;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+                break;
+            }
+            match stream.read(&mut sink) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
     }
 }
 
@@ -470,30 +410,5 @@ fn close_for(e: &WsError) -> Option<(u16, &'static str)> {
         WsError::Protocol(_) => Some((1002, "protocol error")),
         WsError::ConnectionClosed | WsError::AlreadyClosed | WsError::Io(_) => None,
         _ => Some((1011, "internal error")),
-    }
-}
-
-/// Hands the last frame to the dispatcher and waits (bounded) for the client to close its side.
-/// (`Gone` follows when the `Conn` is dropped.)
-fn finish(id: ClientId, stream: &TcpStream, tx: &Sender<Event>, last: Vec<u8>) {
-    if tx.send(Event::Closing { id, bytes: last }).is_err() {
-        return;
-    }
-    // Keep reading (and discarding) so that the client's remaining bytes do not turn our close
-    // into a RST that could destroy the Close frame before the client reads it.
-    let deadline = Instant::now() + CLOSE_WAIT;
-    let mut sink = [0u8; 1024];
-    let mut stream = stream;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
-            break;
-        }
-        match stream.read(&mut sink) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
     }
 }

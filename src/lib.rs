@@ -20,20 +20,21 @@
 //! server.join();
 //! # Ok::<(), wschat::Error>(())
 //! ```
-// deny, not forbid: the OS wrappers (src/sys.rs, src/bench/sys.rs) opt in with a module-level
-// allow, each unsafe block with its SAFETY comment; forbid could not be overridden there.
+// deny, not forbid: the OS wrapper (src/sys.rs) opts in with a module-level allow, each
+// unsafe block with its SAFETY comment; forbid could not be overridden there.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
 mod assets;
 mod auth;
+mod budget;
 mod chat;
 mod config;
 mod conn;
 mod embed;
+mod endpoint;
 mod error;
 mod frame;
-mod history;
 mod http;
 mod hub;
 mod park;
@@ -48,19 +49,22 @@ mod upgrade;
 mod web;
 
 pub use chat::ChatConfig;
+pub use chat::Fsync;
 pub use config::Config;
 pub use embed::{AdmitRequest, Payload, ServerEvent};
 pub use error::{Error, Result};
-pub use history::Fsync;
 pub use server::{Builder, Handle, Server};
 pub use sys::{Signal, block_shutdown_signals, raise_fd_limit, wait_signal};
 
-/// `wschat bench`: the synchronous load-test client (fanout, echo, connect, idle scenarios).
-pub mod bench;
-
-/// Internals exposed for `benches/` only: not part of the public API, may change at any time.
+/// Internals exposed for `benches/`, the binary's `wschat bench` and `tests/it` only: not part
+/// of the public API, may change at any time.
 #[doc(hidden)]
 pub mod internals {
+    /// The frame codec (server and client frames, header decoding) of `src/frame.rs`.
+    pub mod frame {
+        pub use crate::frame::*;
+    }
+
     /// Appends one unmasked server frame (text opcode) with `payload` to `out`.
     pub fn encode_text_frame(payload: &[u8], out: &mut Vec<u8>) {
         crate::frame::encode(crate::frame::TEXT, payload, out);

@@ -38,6 +38,58 @@ pub(crate) struct Stats {
     pub chat_users: AtomicUsize,
     /// Events waiting in the dispatcher's channel, sampled by the dispatcher each batch.
     pub queue_depth: AtomicUsize,
+    /// How long the chat worker's commits of the history log took (write + fsync).
+    pub chat_commit: Histogram,
+    /// Commits of the history log that failed (the disk is full or failing).
+    pub chat_commit_failures: AtomicU64,
+    /// Bytes held for delivery (the budget's use, sampled each dispatcher batch) and its cap.
+    pub buffered: AtomicUsize,
+    pub buffered_limit: AtomicUsize,
+    /// Clients disconnected because the server's delivery budget was spent.
+    pub budget_disconnects: AtomicU64,
+}
+
+/// Upper bounds of [`Histogram`]'s buckets, in seconds: from a page-cache write (tens of
+/// microseconds) through an SSD's fdatasync (~1 ms) to an SD card's (5-50 ms) and a disk in
+/// trouble (seconds).
+const BUCKETS: [f64; 10] = [
+    0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5,
+];
+
+/// A Prometheus histogram of durations: cumulative counts per bucket, a sum and a count.
+#[derive(Default)]
+pub(crate) struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: std::time::Duration) {
+        let secs = d.as_secs_f64();
+        for (bound, bucket) in BUCKETS.iter().zip(&self.buckets) {
+            if secs <= *bound {
+                bucket.fetch_add(1, Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_micros.fetch_add(d.as_micros() as u64, Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (bound, bucket) in BUCKETS.iter().zip(&self.buckets) {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{bound}\"}} {}",
+                bucket.load(Relaxed)
+            );
+        }
+        let count = self.count.load(Relaxed);
+        let sum = self.sum_micros.load(Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+    }
 }
 
 impl Stats {
@@ -154,10 +206,39 @@ impl Stats {
             self.chat_users.load(Relaxed) as u64,
         );
         metric(
+            "wschat_buffered_bytes",
+            "gauge",
+            "Bytes held for delivery: messages waiting for the dispatcher plus every client's unsent queue.",
+            self.buffered.load(Relaxed) as u64,
+        );
+        metric(
+            "wschat_buffered_bytes_limit",
+            "gauge",
+            "The cap on wschat_buffered_bytes (max_buffered_bytes).",
+            self.buffered_limit.load(Relaxed) as u64,
+        );
+        metric(
+            "wschat_memory_budget_disconnects_total",
+            "counter",
+            "Clients disconnected (1008) because the server's delivery budget was spent, furthest behind first.",
+            self.budget_disconnects.load(Relaxed),
+        );
+        metric(
+            "wschat_chat_commit_failures_total",
+            "counter",
+            "Commits of the chat history log that failed (disk full or failing).",
+            self.chat_commit_failures.load(Relaxed),
+        );
+        metric(
             "wschat_resident_memory_bytes",
             "gauge",
             "Resident set size of the server process.",
             resident_memory_bytes().unwrap_or(0),
+        );
+        self.chat_commit.render(
+            &mut out,
+            "wschat_chat_commit_seconds",
+            "Time the chat worker spent committing the history log (write and fsync), per batch.",
         );
         let _ = writeln!(
             out,

@@ -12,9 +12,12 @@ use log::{debug, warn};
 use super::admission::{self, Slot};
 use super::{Handle, Shared};
 use crate::auth::Grant;
+use crate::chat::ingress::{ChatEndpoint, ChatLimit};
+use crate::chat::worker::ChatEvent;
 use crate::config::Config;
-use crate::conn::{ChatLimit, Conn, Host, Mode, Throttle};
+use crate::conn::{Conn, Host};
 use crate::embed::ServerEvent;
+use crate::endpoint::{Endpoint, Frames, Throttle};
 use crate::http::{self, Head, HeadError};
 use crate::hub::Event;
 use crate::park;
@@ -164,15 +167,10 @@ fn start_websocket(
     let _ = stream.set_read_timeout(park_after);
     shared.stats.ws_open.fetch_add(1, Relaxed);
     shared.stats.ws_total.fetch_add(1, Relaxed);
-    let mode = match accepted.route {
-        Route::Chat { .. } => Mode::Chat(ChatLimit::new(cfg.chat_rate, cfg.chat_burst)),
-        Route::Relay(_) => Mode::Frames(Throttle::new(cfg.relay_rate, cfg.relay_burst)),
-        Route::Echo => Mode::Frames(Throttle::new(0.0, 0.0)),
-    };
     let host = Host {
         events: shared.events.clone(),
-        filter: shared.hooks.filter.clone(),
         path: head.path().to_string(),
+        stats: shared.stats.clone(),
     };
     if let Some(events) = &host.events {
         let _ = events.send(ServerEvent::Connected {
@@ -181,13 +179,53 @@ fn start_websocket(
             peer,
         });
     }
-    let opened = shared.tx.send(Event::Open {
-        id,
-        stream: stream.clone(),
-        handshake: accepted.response,
-        route: accepted.route,
-        token: grant.map(|g| g.token),
-    });
+    let (endpoint, login): (Box<dyn Endpoint>, _) = match &accepted.route {
+        Route::Chat { name, room, bound } => (
+            Box::new(ChatEndpoint::new(
+                id,
+                shared.chat.clone(),
+                ChatLimit::new(cfg.chat_rate, cfg.chat_burst),
+                shared.hooks.filter.clone(),
+            )),
+            Some(ChatEvent::Connect {
+                id,
+                name: name.clone(),
+                room: room.clone(),
+                bound: *bound,
+            }),
+        ),
+        Route::Relay(_) => (
+            Box::new(Frames::new(
+                id,
+                shared.tx.clone(),
+                Throttle::new(cfg.relay_rate, cfg.relay_burst),
+                shared.budget.clone(),
+            )),
+            None,
+        ),
+        Route::Echo => (
+            Box::new(Frames::new(
+                id,
+                shared.tx.clone(),
+                Throttle::new(0.0, 0.0),
+                shared.budget.clone(),
+            )),
+            None,
+        ),
+    };
+    // The dispatcher registers the client (and writes its 101) before the chat worker hears
+    // of it, so the chat's first answer (`welcome`) always finds the client registered.
+    let opened = shared
+        .tx
+        .send(Event::Open {
+            id,
+            stream: stream.clone(),
+            handshake: accepted.response,
+            route: accepted.route,
+            token: grant.map(|g| g.token),
+        })
+        .is_ok()
+        && login.is_none_or(|login| shared.chat.send(login).is_ok());
     let events = host.events.clone();
     let on_end = Box::new(move || {
         slot.shared.stats.ws_open.fetch_sub(1, Relaxed);
@@ -205,11 +243,11 @@ fn start_websocket(
         head.rest,
         cfg,
         shared.tx.clone(),
-        mode,
+        endpoint,
         host,
         on_end,
     ));
-    if opened.is_err() {
+    if !opened {
         return; // shutting down: dropping the connection reports it gone
     }
     if park_after.is_some() && !early {

@@ -20,7 +20,9 @@ use parking_lot::{Mutex, RwLock};
 use tungstenite::Bytes;
 
 use crate::auth::Tokens;
+use crate::budget::Budget;
 use crate::chat::Chat;
+use crate::chat::worker::{self as chat_worker, ChatEvent, ChatWorker};
 use crate::config::Config;
 use crate::embed::{AdmitRequest, Hooks, ServerEvent};
 use crate::error::{Error, Result};
@@ -42,6 +44,10 @@ struct Shared {
     local_addr: SocketAddr,
     listener: TcpListener,
     tx: Sender<Event>,
+    /// To the chat worker: chat connections' events, and `Handle::say`.
+    chat: Sender<ChatEvent>,
+    /// Bytes held for delivery (see `budget.rs`).
+    budget: Arc<Budget>,
     stats: Arc<Stats>,
     stopping: AtomicBool,
     next_id: AtomicU64,
@@ -252,8 +258,12 @@ impl Server {
             sys::nofile_limit().saturating_sub(RESERVED_FDS).max(16) as usize
         };
 
-        let tokens = Tokens::load(config.tokens_file.as_deref(), &config.tokens)?;
-        if tokens.len() > 0 {
+        let tokens = Tokens::load(
+            config.tokens_file.as_deref(),
+            &config.tokens,
+            config.require_token,
+        )?;
+        if tokens.required() {
             info!(
                 "{} access tokens loaded: WebSocket clients must present one",
                 tokens.len()
@@ -263,6 +273,7 @@ impl Server {
         let cfg = Arc::new(config);
         let stats = Arc::new(Stats::default());
         let (tx, rx) = crossbeam_channel::bounded(hub::QUEUE_CAPACITY);
+        let (chat_tx, chat_rx) = crossbeam_channel::bounded(chat_worker::QUEUE_CAPACITY);
         let (events_tx, events_rx) = match events {
             Some(capacity) => {
                 let (t, r) = crossbeam_channel::bounded(capacity);
@@ -271,12 +282,15 @@ impl Server {
             None => (None, None),
         };
         let epoll = Arc::new(Epoll::new()?);
+        let budget = Arc::new(Budget::new(cfg.max_buffered_bytes));
         let parking = Arc::new(Parking::new(cfg.clone(), stats.clone())?);
         let shared = Arc::new(Shared {
             cfg: cfg.clone(),
             local_addr,
             listener,
             tx: tx.clone(),
+            chat: chat_tx.clone(),
+            budget: budget.clone(),
             stats: stats.clone(),
             stopping: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
@@ -290,12 +304,17 @@ impl Server {
         });
 
         let mut threads = Vec::new();
-        let hub = Hub::new(cfg.clone(), stats, rx, epoll.clone(), chat, events_tx);
+        let hub = Hub::new(cfg.clone(), stats.clone(), rx, epoll.clone(), budget);
+        let worker = ChatWorker::new(chat, chat_rx, tx.clone(), stats, events_tx);
         let hub_parking = parking.clone();
+        let stop_chat = chat_tx;
         threads.push(spawn("wschat-dispatch", move || {
             hub.run();
             hub_parking.stop();
+            // The chat worker forwards chat clients' last frames until the dispatcher is done.
+            let _ = stop_chat.send(ChatEvent::Stop);
         })?);
+        threads.push(spawn("wschat-chat", move || worker.run())?);
         threads.push(spawn("wschat-park", move || parking.run())?);
         threads.push(spawn("wschat-poller", move || hub::run_poller(epoll, tx))?);
         let accept_shared = shared.clone();
@@ -456,6 +475,8 @@ impl Handle {
         if self.shared.stopping.load(Relaxed) {
             return Err(Error::Closed);
         }
+        // Like a client's message: wait while the server holds too much for delivery.
+        self.shared.budget.take(data.len());
         self.shared
             .tx
             .send(Event::Publish {
@@ -468,7 +489,8 @@ impl Handle {
 
     /// Says `text` in chat room `room` as user `from` (a bot, a host program), exactly as if a
     /// client named `from` had sent it: it gets an id, enters the history, and every member of
-    /// the room receives it. Returns the message's id once the dispatcher has accepted it.
+    /// the room receives it. Returns the message's id once the chat has accepted it and stored
+    /// it (with a data dir: committed to disk, by the fsync policy).
     ///
     /// # Errors
     /// [`Error::Rejected`] with the reason when the room or name is invalid or the text too
@@ -513,8 +535,8 @@ impl Handle {
         }
         let (reply, answer) = crossbeam_channel::bounded(1);
         self.shared
-            .tx
-            .send(Event::Say {
+            .chat
+            .send(ChatEvent::Say {
                 room: room.to_string(),
                 from: from.to_string(),
                 text: text.to_string(),
@@ -551,7 +573,7 @@ impl Handle {
     /// ```
     pub fn reload_tokens(&self) -> Result<usize> {
         let cfg = &self.shared.cfg;
-        let fresh = Tokens::load(cfg.tokens_file.as_deref(), &cfg.tokens)?;
+        let fresh = Tokens::load(cfg.tokens_file.as_deref(), &cfg.tokens, cfg.require_token)?;
         let count = fresh.len();
         let fresh = Arc::new(fresh);
         let old = std::mem::replace(&mut *self.shared.tokens.write(), fresh.clone());
