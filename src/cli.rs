@@ -245,9 +245,23 @@ const OPTIONS: &[Opt] = &[
     Opt {
         name: "api-key",
         value: "KEY",
-        help: "enable POST /api/publish for callers presenting KEY (also $WSCHAT_API_KEY) [default: off]",
+        help: "enable POST /api/publish for callers presenting KEY (also $WSCHAT_API_KEY; visible in ps: prefer --api-key-file) [default: off]",
         set: |c, v| {
             c.api_key = Some(v.into());
+            Ok(())
+        },
+    },
+    Opt {
+        name: "api-key-file",
+        value: "FILE",
+        help: "like --api-key, with the key read from FILE (its first line), so that it is not visible in ps",
+        set: |c, v| {
+            let text = std::fs::read_to_string(v).map_err(|e| format!("cannot read {v}: {e}"))?;
+            let key = text.lines().next().unwrap_or("").trim();
+            if key.is_empty() {
+                return Err(format!("{v} holds no key"));
+            }
+            c.api_key = Some(key.to_string());
             Ok(())
         },
     },

@@ -77,6 +77,12 @@ pub struct Config {
     /// Largest HTTP request body accepted (for `POST` endpoints). Default 64 KiB.
     pub max_body_size: usize,
 
+    /// Longest one HTTP response may take to write, in total (not per write). Default 30 s:
+    /// the page's files are tens of KiB, and 30 s lets a phone on a poor link fetch a few MiB
+    /// from `public_dir`; a reader that takes nothing, or one segment at a time, is cut off
+    /// after this instead of holding its thread.
+    pub response_timeout: Duration,
+
     /// Most simultaneous connections (WebSocket and HTTP); past it new connections get 503 with
     /// `Retry-After`. Default 0 = derived from the open-files limit at start: the limit minus 64
     /// descriptors kept for the server itself (listeners, logs, the data directory).
@@ -190,6 +196,7 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(5),
             max_head_size: 16 * 1024,
             max_body_size: 64 * 1024,
+            response_timeout: Duration::from_secs(30),
             max_connections: 0,
             park_after: Duration::from_secs(5),
             thread_stack_size: 128 * 1024,

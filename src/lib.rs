@@ -2,8 +2,9 @@
 //!
 //! One thread per connection reads frames (blocking, so an idle client costs no wake-ups);
 //! one dispatcher thread fans messages out with non-blocking, batched writes, so a slow client
-//! never delays the others. The page and small HTTP endpoints are served by tiny_http. See
-//! `ARCHITECTURE.md` for the threads and the path of a message.
+//! never delays the others. The page and the small HTTP endpoints are answered on the same
+//! port, by the connection's own thread, with HTTP/1.1 keep-alive. See `ARCHITECTURE.md` for
+//! the threads and the path of a message.
 //!
 //! Embed it in a synchronous program:
 //!

@@ -180,7 +180,7 @@ impl Stats {
         metric(
             "wschat_http_requests_total",
             "counter",
-            "Plain HTTP requests answered (page, health, metrics, publish).",
+            "Plain HTTP requests answered (pages, /healthz, /metrics, /api/publish).",
             self.http_requests.load(Relaxed),
         );
         metric(

@@ -6,12 +6,14 @@ use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
+/// One request on its own connection, read to the end (`Connection: close`: HTTP/1.1 keeps a
+/// connection open by default).
 fn post(addr: SocketAddr, auth: Option<&str>, body: &str) -> (u16, Value) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     let auth = auth.map_or(String::new(), |a| format!("{a}\r\n"));
     let request = format!(
-        "POST /api/publish HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\n\r\n{body}",
+        "POST /api/publish HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
     s.write_all(request.as_bytes()).unwrap();

@@ -1,4 +1,9 @@
-//! Starting a server, its accept loop, and the [`Handle`] that drives it from other threads.
+//! The public API: [`Builder`] → [`Server`] → [`Handle`], which drives it from other threads.
+//! The accept loop and one connection's life are in `accept.rs`; who may take a place and who
+//! may become a client, in `admission.rs`.
+
+mod accept;
+mod admission;
 
 use std::collections::HashMap;
 use std::io;
@@ -7,51 +12,37 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::Sender;
-use log::{debug, info, warn};
+use log::info;
 use parking_lot::{Mutex, RwLock};
 use tungstenite::Bytes;
 
-use crate::auth::{self, Tokens};
+use crate::auth::Tokens;
 use crate::budget::Budget;
 use crate::chat::Chat;
-use crate::chat::ingress::{ChatEndpoint, ChatLimit};
 use crate::chat::worker::{self as chat_worker, ChatEvent, ChatWorker};
 use crate::config::Config;
-use crate::conn::{Conn, Host};
 use crate::embed::{AdmitRequest, Hooks, ServerEvent};
-use crate::endpoint::{Endpoint, Frames, Throttle};
 use crate::error::{Error, Result};
 use crate::frame;
-use crate::http::{self, HeadError};
 use crate::hub::{self, Event, Hub};
-use crate::park::{self, Parking};
+use crate::park::Parking;
 use crate::stats::Stats;
 use crate::sys::{self, Epoll};
-use crate::upgrade::{self, Route};
-use crate::web::{self, Web};
 
-/// Descriptors kept back from `max_connections` for the server's own use (listeners, epoll,
-/// the page server's sockets, log and data files).
+use accept::accept_loop;
+
+/// Descriptors kept back from `max_connections` for the server's own use (the listener, epoll,
+/// log and data files, `--public` files being served).
 const RESERVED_FDS: u64 = 64;
-
-/// Connections over the cap are answered 503 by short-lived threads; at most this many at once,
-/// beyond which they are closed without an answer (a flood must not turn into a thread bomb).
-const MAX_REJECTERS: usize = 256;
-
-/// After `accept` fails for lack of descriptors or memory, wait this long before trying again:
-/// the connection stays in the backlog, and retrying at once would spin a core until a
-/// descriptor frees up.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// State shared by the accept loop, connection threads and handles.
 struct Shared {
     cfg: Arc<Config>,
     local_addr: SocketAddr,
     listener: TcpListener,
-    web_addr: SocketAddr,
     tx: Sender<Event>,
     /// To the chat worker: chat connections' events, and `Handle::say`.
     chat: Sender<ChatEvent>,
@@ -182,7 +173,6 @@ pub struct Server {
     handle: Handle,
     events: Option<crossbeam_channel::Receiver<ServerEvent>>,
     threads: Vec<JoinHandle<()>>,
-    web: Option<Web>,
 }
 
 /// A cheap, cloneable handle to a running server: publish, count, shut down.
@@ -199,7 +189,7 @@ impl Server {
     ///
     /// # Errors
     /// [`Error::Bind`] when the address cannot be bound, [`Error::Config`] for an out-of-range
-    /// setting, [`Error::Io`] when a thread or the internal page server cannot start.
+    /// setting, [`Error::Io`] when a thread cannot start.
     ///
     /// ```
     /// # let mut config = wschat::Config::default();
@@ -286,7 +276,6 @@ impl Server {
         let stats = Arc::new(Stats::default());
         let (tx, rx) = crossbeam_channel::bounded(hub::QUEUE_CAPACITY);
         let (chat_tx, chat_rx) = crossbeam_channel::bounded(chat_worker::QUEUE_CAPACITY);
-        let web = Web::start(&cfg, stats.clone(), tx.clone(), chat_tx.clone())?;
         let (events_tx, events_rx) = match events {
             Some(capacity) => {
                 let (t, r) = crossbeam_channel::bounded(capacity);
@@ -301,7 +290,6 @@ impl Server {
             cfg: cfg.clone(),
             local_addr,
             listener,
-            web_addr: web.addr,
             tx: tx.clone(),
             chat: chat_tx.clone(),
             budget: budget.clone(),
@@ -338,7 +326,6 @@ impl Server {
             handle: Handle { shared },
             events: events_rx,
             threads,
-            web: Some(web),
         })
     }
 
@@ -390,9 +377,6 @@ impl Server {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
-        if let Some(web) = self.web.take() {
-            web.stop();
-        }
         if !self.threads.is_empty() || self.handle.shared.stopping.load(SeqCst) {
             info!("server on {} stopped", self.handle.shared.local_addr);
         }
@@ -421,6 +405,9 @@ fn validate(cfg: &Config) -> Result<()> {
     }
     if cfg.handshake_timeout.is_zero() {
         return bad("handshake_timeout must be above zero");
+    }
+    if cfg.response_timeout.is_zero() {
+        return bad("response_timeout must be above zero");
     }
     if cfg.thread_stack_size < 64 * 1024 {
         return bad("thread_stack_size must be at least 64 KiB");
@@ -523,6 +510,28 @@ impl Handle {
     /// # Ok::<(), wschat::Error>(())
     /// ```
     pub fn say(&self, room: &str, from: &str, text: &str) -> Result<u64> {
+        self.say_until(room, from, text, None)
+    }
+
+    /// [`say`](Handle::say), giving up with [`Error::Closed`] when the dispatcher has not
+    /// answered within `timeout` (`POST /api/publish` must not hold its thread forever).
+    pub(crate) fn say_within(
+        &self,
+        room: &str,
+        from: &str,
+        text: &str,
+        timeout: Duration,
+    ) -> Result<u64> {
+        self.say_until(room, from, text, Some(timeout))
+    }
+
+    fn say_until(
+        &self,
+        room: &str,
+        from: &str,
+        text: &str,
+        timeout: Option<Duration>,
+    ) -> Result<u64> {
         if self.shared.stopping.load(Relaxed) {
             return Err(Error::Closed);
         }
@@ -536,10 +545,14 @@ impl Handle {
                 reply: Some(reply),
             })
             .map_err(|_| Error::Closed)?;
-        match answer.recv() {
-            Ok(Ok(id)) => Ok(id),
-            Ok(Err(why)) => Err(Error::Rejected(why)),
-            Err(_) => Err(Error::Closed),
+        let answer = match timeout {
+            Some(timeout) => answer.recv_timeout(timeout).ok(),
+            None => answer.recv().ok(),
+        };
+        match answer {
+            Some(Ok(id)) => Ok(id),
+            Some(Err(why)) => Err(Error::Rejected(why)),
+            None => Err(Error::Closed),
         }
     }
 
@@ -672,327 +685,5 @@ impl Handle {
             let _ = TcpStream::connect_timeout(&self.shared.local_addr, Duration::from_secs(1));
         }
         let _ = self.shared.tx.send(Event::Shutdown);
-    }
-}
-
-fn accept_loop(shared: &Arc<Shared>) {
-    let mut last_warning: Option<Instant> = None;
-    loop {
-        let (stream, peer) = match shared.listener.accept() {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                if shared.stopping.load(SeqCst) {
-                    break;
-                }
-                let out_of_resources = matches!(
-                    e.raw_os_error(),
-                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-                );
-                if !matches!(
-                    e.kind(),
-                    io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
-                ) {
-                    // One line per 10 s at most: a descriptor shortage fails every accept.
-                    if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
-                        warn!("accept failed (will retry): {e}");
-                        last_warning = Some(Instant::now());
-                    }
-                    std::thread::sleep(if out_of_resources {
-                        ACCEPT_BACKOFF
-                    } else {
-                        Duration::from_millis(5)
-                    });
-                }
-                continue;
-            }
-        };
-        if shared.stopping.load(SeqCst) {
-            break;
-        }
-        let open = shared.stats.tcp_open.load(Relaxed);
-        if open >= shared.max_connections {
-            reject_over_capacity(shared, stream, peer);
-            continue;
-        }
-        if !shared.enter_ip(peer.ip()) {
-            reject_over_capacity(shared, stream, peer);
-            continue;
-        }
-        shared.stats.tcp_open.fetch_add(1, Relaxed);
-        let slot = Slot {
-            shared: shared.clone(),
-            ip: peer.ip(),
-        };
-        let spawned = std::thread::Builder::new()
-            .name("wschat-conn".into())
-            .stack_size(shared.cfg.thread_stack_size)
-            .spawn(move || serve(slot, stream, peer));
-        if let Err(e) = spawned {
-            // The closure, and the slot in it, was dropped: the counts are already given back.
-            if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
-                warn!("cannot start a connection thread (connection dropped): {e}");
-                last_warning = Some(Instant::now());
-            }
-        }
-    }
-    debug!("accept loop ended");
-}
-
-/// One connection's place in `tcp_open` and the per-IP count, given back when it is dropped:
-/// at the end of a page request, or when a WebSocket connection ends, on whichever thread
-/// (connection or parking) that happens.
-struct Slot {
-    shared: Arc<Shared>,
-    ip: IpAddr,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.shared.leave_ip(self.ip);
-        self.shared.stats.tcp_open.fetch_sub(1, Relaxed);
-    }
-}
-
-impl Shared {
-    /// Counts a new connection from `ip`; `false` when that address is at `max_per_ip`.
-    fn enter_ip(&self, ip: IpAddr) -> bool {
-        let cfg = &self.cfg;
-        if cfg.max_per_ip == 0 || (ip.is_loopback() && !cfg.limit_loopback) {
-            return true;
-        }
-        let mut per_ip = self.per_ip.lock();
-        let n = per_ip.entry(ip).or_insert(0);
-        if *n >= cfg.max_per_ip {
-            return false;
-        }
-        *n += 1;
-        true
-    }
-
-    fn leave_ip(&self, ip: IpAddr) {
-        let cfg = &self.cfg;
-        if cfg.max_per_ip == 0 || (ip.is_loopback() && !cfg.limit_loopback) {
-            return;
-        }
-        let mut per_ip = self.per_ip.lock();
-        if let Some(n) = per_ip.get_mut(&ip) {
-            *n -= 1;
-            if *n == 0 {
-                per_ip.remove(&ip); // the map holds only addresses with open connections
-            }
-        }
-    }
-}
-
-fn reject_over_capacity(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
-    shared.stats.rejected(503);
-    if shared.rejecters.fetch_add(1, Relaxed) >= MAX_REJECTERS {
-        shared.rejecters.fetch_sub(1, Relaxed);
-        return; // dropped: closes the socket
-    }
-    debug!("{peer}: over the connection limit, answering 503");
-    let s = shared.clone();
-    let spawned = std::thread::Builder::new()
-        .name("wschat-503".into())
-        .stack_size(64 * 1024)
-        .spawn(move || {
-            http::reject(&stream, 503, &[("Retry-After", "5")]);
-            s.rejecters.fetch_sub(1, Relaxed);
-        });
-    if spawned.is_err() {
-        shared.rejecters.fetch_sub(1, Relaxed);
-    }
-}
-
-/// One TCP connection, from its first byte to its end: read the head, then either run the
-/// WebSocket connection here or forward the request to the page server.
-fn serve(slot: Slot, stream: TcpStream, peer: SocketAddr) {
-    let shared = &*slot.shared.clone();
-    let cfg = &shared.cfg;
-    let head = match http::read_head(&stream, cfg.max_head_size, cfg.handshake_timeout) {
-        Ok(head) => head,
-        Err(e) => {
-            debug!("{peer}: no request head: {e:?}");
-            let status = match e {
-                HeadError::Timeout => 408,
-                HeadError::TooLarge => 431,
-                HeadError::Malformed => 400,
-                HeadError::Closed => return,
-            };
-            shared.stats.rejected(status);
-            return http::reject(&stream, status, &[]);
-        }
-    };
-    if !upgrade::wants_websocket(&head) {
-        if head.path() != "/" && upgrade::route(head.path()).is_some() {
-            // A WebSocket-only endpoint asked for as a page: say what it wants (RFC 9110 15.5.22).
-            // Answered here because tiny_http drops the hop-by-hop Upgrade header.
-            shared.stats.rejected(426);
-            return http::reject(
-                &stream,
-                426,
-                &[("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")],
-            );
-        }
-        return web::forward(cfg, &shared.stats, shared.web_addr, stream, head, peer);
-    }
-    let mut accepted = match upgrade::accept(&head, &|route| protocols(cfg, route)) {
-        Ok(accepted) => accepted,
-        Err(refusal) => {
-            debug!(
-                "{peer}: handshake refused with {}: {}",
-                refusal.status, refusal.why
-            );
-            shared.stats.rejected(refusal.status);
-            return http::reject(&stream, refusal.status, refusal.headers);
-        }
-    };
-    // Admission, decided before the 101 so that a refusal is an HTTP status a client can see.
-    if !auth::origin_allowed(&head, &cfg.allowed_origins) {
-        debug!("{peer}: Origin {:?} refused", head.header("origin"));
-        shared.stats.rejected(403);
-        return http::reject(&stream, 403, &[]);
-    }
-    let tokens = shared.tokens.read().clone();
-    let grant = if !tokens.required() {
-        None
-    } else {
-        match auth::presented_token(&head).and_then(|t| tokens.check(&t)) {
-            Some(grant) => Some(grant),
-            None => {
-                // Never log the token itself.
-                debug!("{peer}: missing or unknown access token");
-                shared.stats.rejected(401);
-                return http::reject(&stream, 401, &[("WWW-Authenticate", "Bearer")]);
-            }
-        }
-    };
-    if let Some(admit) = &shared.hooks.admit {
-        if let Err(status) = admit(&AdmitRequest { head: &head, peer }) {
-            let status = if (400..500).contains(&status) {
-                status
-            } else {
-                403
-            };
-            debug!("{peer}: refused by the admission hook with {status}");
-            shared.stats.rejected(status);
-            return http::reject(&stream, status, &[]);
-        }
-    }
-    if let (Route::Chat { name, bound, .. }, Some(bound_name)) = (
-        &mut accepted.route,
-        grant.as_ref().and_then(|g| g.name.clone()),
-    ) {
-        *name = Some(bound_name);
-        *bound = true;
-    }
-    // Without TCP_NODELAY, a pong followed by a data frame can wait ~40 ms (Nagle + delayed ACK).
-    let _ = stream.set_nodelay(true);
-    let id = shared.next_id.fetch_add(1, Relaxed);
-    debug!("{peer}: client {id} connected to {:?}", accepted.route);
-    let stream = Arc::new(stream);
-    // Reads block until data arrives or `park_after` passes with none; then the connection is
-    // parked (park.rs): an idle client costs no wake-ups and no thread. Only the dispatcher
-    // writes (the 101 first), with non-blocking sends.
-    let park_after = (!cfg.park_after.is_zero()).then_some(cfg.park_after);
-    let _ = stream.set_read_timeout(park_after);
-    shared.stats.ws_open.fetch_add(1, Relaxed);
-    shared.stats.ws_total.fetch_add(1, Relaxed);
-    let host = Host {
-        events: shared.events.clone(),
-        path: head.path().to_string(),
-        stats: shared.stats.clone(),
-    };
-    if let Some(events) = &host.events {
-        let _ = events.send(ServerEvent::Connected {
-            client: id,
-            path: host.path.clone(),
-            peer,
-        });
-    }
-    let (endpoint, login): (Box<dyn Endpoint>, _) = match &accepted.route {
-        Route::Chat { name, room, bound } => (
-            Box::new(ChatEndpoint::new(
-                id,
-                shared.chat.clone(),
-                ChatLimit::new(cfg.chat_rate, cfg.chat_burst),
-                shared.hooks.filter.clone(),
-            )),
-            Some(ChatEvent::Connect {
-                id,
-                name: name.clone(),
-                room: room.clone(),
-                bound: *bound,
-            }),
-        ),
-        Route::Relay(_) => (
-            Box::new(Frames::new(
-                id,
-                shared.tx.clone(),
-                Throttle::new(cfg.relay_rate, cfg.relay_burst),
-                shared.budget.clone(),
-            )),
-            None,
-        ),
-        Route::Echo => (
-            Box::new(Frames::new(
-                id,
-                shared.tx.clone(),
-                Throttle::new(0.0, 0.0),
-                shared.budget.clone(),
-            )),
-            None,
-        ),
-    };
-    // The dispatcher registers the client (and writes its 101) before the chat worker hears
-    // of it, so the chat's first answer (`welcome`) always finds the client registered.
-    let opened = shared
-        .tx
-        .send(Event::Open {
-            id,
-            stream: stream.clone(),
-            handshake: accepted.response,
-            route: accepted.route,
-            token: grant.map(|g| g.token),
-        })
-        .is_ok()
-        && login.is_none_or(|login| shared.chat.send(login).is_ok());
-    let events = host.events.clone();
-    let on_end = Box::new(move || {
-        slot.shared.stats.ws_open.fetch_sub(1, Relaxed);
-        if let Some(events) = events {
-            let _ = events.send(ServerEvent::Left { client: id });
-        }
-        debug!("{peer}: client {id} disconnected");
-        drop(slot);
-    });
-    // Frames that came with the head are read on this thread at once.
-    let early = !head.rest.is_empty();
-    let conn = Box::new(Conn::new(
-        id,
-        stream,
-        head.rest,
-        cfg,
-        shared.tx.clone(),
-        endpoint,
-        host,
-        on_end,
-    ));
-    if !opened {
-        return; // shutting down: dropping the connection reports it gone
-    }
-    if park_after.is_some() && !early {
-        park::park_new(&shared.parking, conn);
-    } else {
-        park::drive(&shared.parking, conn, None);
-    }
-}
-
-/// The subprotocols an endpoint supports, in order of preference.
-fn protocols(cfg: &Config, route: &Route) -> Vec<String> {
-    match route {
-        Route::Echo => vec!["echo-protocol".to_string()],
-        Route::Chat { .. } => vec!["wschat.v1".to_string()],
-        Route::Relay(_) => cfg.relay_protocol.iter().cloned().collect(),
     }
 }

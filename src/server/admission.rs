@@ -1,0 +1,144 @@
+//! Admission: whether a new connection may take a place (the connection cap and the per-IP
+//! cap; over either, a 503 from a short-lived rejecter thread), and whether a WebSocket
+//! handshake may become a client (Origin, access token, the host's admission hook).
+
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use log::debug;
+
+use super::Shared;
+use crate::auth::{self, Grant};
+use crate::embed::AdmitRequest;
+use crate::http::{self, Head};
+
+/// Connections over the cap are answered 503 by short-lived threads; at most this many at once,
+/// beyond which they are closed without an answer (a flood must not turn into a thread bomb).
+const MAX_REJECTERS: usize = 256;
+
+/// Takes a place for a new connection from `ip`: `None` when the server is at
+/// `max_connections` or `ip` at `max_per_ip` (the caller answers 503).
+pub(super) fn take_slot(shared: &Arc<Shared>, ip: IpAddr) -> Option<Slot> {
+    let open = shared.stats.tcp_open.load(Relaxed);
+    if open >= shared.max_connections || !shared.enter_ip(ip) {
+        return None;
+    }
+    shared.stats.tcp_open.fetch_add(1, Relaxed);
+    Some(Slot {
+        shared: shared.clone(),
+        ip,
+    })
+}
+
+/// One connection's place in `tcp_open` and the per-IP count, given back when it is dropped:
+/// when a plain HTTP connection ends, or when a WebSocket connection ends, on whichever thread
+/// (connection or parking) that happens.
+pub(super) struct Slot {
+    pub(super) shared: Arc<Shared>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.shared.leave_ip(self.ip);
+        self.shared.stats.tcp_open.fetch_sub(1, Relaxed);
+    }
+}
+
+impl Shared {
+    /// Counts a new connection from `ip`; `false` when that address is at `max_per_ip`.
+    fn enter_ip(&self, ip: IpAddr) -> bool {
+        let cfg = &self.cfg;
+        if cfg.max_per_ip == 0 || (ip.is_loopback() && !cfg.limit_loopback) {
+            return true;
+        }
+        let mut per_ip = self.per_ip.lock();
+        let n = per_ip.entry(ip).or_insert(0);
+        if *n >= cfg.max_per_ip {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn leave_ip(&self, ip: IpAddr) {
+        let cfg = &self.cfg;
+        if cfg.max_per_ip == 0 || (ip.is_loopback() && !cfg.limit_loopback) {
+            return;
+        }
+        let mut per_ip = self.per_ip.lock();
+        if let Some(n) = per_ip.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                per_ip.remove(&ip); // the map holds only addresses with open connections
+            }
+        }
+    }
+}
+
+pub(super) fn reject_over_capacity(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    shared.stats.rejected(503);
+    if shared.rejecters.fetch_add(1, Relaxed) >= MAX_REJECTERS {
+        shared.rejecters.fetch_sub(1, Relaxed);
+        return; // dropped: closes the socket
+    }
+    debug!("{peer}: over the connection limit, answering 503");
+    let s = shared.clone();
+    let spawned = std::thread::Builder::new()
+        .name("wschat-503".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            http::reject(&stream, 503, &[("Retry-After", "5")]);
+            s.rejecters.fetch_sub(1, Relaxed);
+        });
+    if spawned.is_err() {
+        shared.rejecters.fetch_sub(1, Relaxed);
+    }
+}
+
+/// The checks a WebSocket handshake passes before its 101: Origin (403), the access token
+/// when tokens are configured (401), then the host's admission hook. On a refusal the client
+/// is answered here and `Err` returned; otherwise the token's grant, if any.
+pub(super) fn check_handshake(
+    shared: &Shared,
+    head: &Head,
+    peer: SocketAddr,
+    stream: &TcpStream,
+) -> Result<Option<Grant>, ()> {
+    if !auth::origin_allowed(head, &shared.cfg.allowed_origins) {
+        debug!("{peer}: Origin {:?} refused", head.header("origin"));
+        shared.stats.rejected(403);
+        http::reject(stream, 403, &[]);
+        return Err(());
+    }
+    let tokens = shared.tokens.read().clone();
+    let grant = if !tokens.required() {
+        None
+    } else {
+        match auth::presented_token(head).and_then(|t| tokens.check(&t)) {
+            Some(grant) => Some(grant),
+            None => {
+                // Never log the token itself.
+                debug!("{peer}: missing or unknown access token");
+                shared.stats.rejected(401);
+                http::reject(stream, 401, &[("WWW-Authenticate", "Bearer")]);
+                return Err(());
+            }
+        }
+    };
+    if let Some(admit) = &shared.hooks.admit {
+        if let Err(status) = admit(&AdmitRequest { head, peer }) {
+            let status = if (400..500).contains(&status) {
+                status
+            } else {
+                403
+            };
+            debug!("{peer}: refused by the admission hook with {status}");
+            shared.stats.rejected(status);
+            http::reject(stream, status, &[]);
+            return Err(());
+        }
+    }
+    Ok(grant)
+}
