@@ -207,6 +207,24 @@ const OPTIONS: &[Opt] = &[
         },
     },
     Opt {
+        name: "allowed-host",
+        value: "NAME",
+        help: "answer only requests whose Host is NAME (repeatable; against DNS rebinding on a LAN) [default: any]",
+        set: |c, v| {
+            c.allowed_hosts.push(v.into());
+            Ok(())
+        },
+    },
+    Opt {
+        name: "trusted-proxy",
+        value: "ADDR|CIDR",
+        help: "believe Forwarded / X-Forwarded-For from this proxy (repeatable): the client address feeds --max-per-ip, logs and hooks [default: none]",
+        set: |c, v| {
+            c.trusted_proxies.push(v.parse()?);
+            Ok(())
+        },
+    },
+    Opt {
         name: "relay-protocol",
         value: "NAME",
         help: "subprotocol the relay accepts when a client offers it [default: none]",

@@ -152,10 +152,26 @@ pub struct Config {
     /// offers it. Default `None`. `/echo` always accepts `echo-protocol`, `/chat` `wschat.v1`.
     pub relay_protocol: Option<String>,
 
-    /// Most connections from one IP address; more get 503. Default 1000: a household or an
-    /// office behind one NAT fits; one host cannot take all of `max_connections`. 0 = no limit.
-    /// Loopback peers are exempt unless `limit_loopback` is set, because behind a reverse proxy
-    /// on the same machine every client has the proxy's address.
+    /// Host names (the `Host` header without its port) this server answers to; a request for
+    /// any other gets 403. Default empty: any host, so `cargo run` works on any address. Set it
+    /// on a LAN server without tokens: a page on another site that re-points its own name at
+    /// your server's address (DNS rebinding) then cannot talk to it, since the browser still
+    /// sends that site's name as `Host`. See SECURITY.md.
+    pub allowed_hosts: Vec<String>,
+
+    /// Reverse proxies whose word is taken about who the client is: from these peers only,
+    /// the client address comes from `Forwarded` / `X-Forwarded-For` (the right-most address
+    /// that is not itself one of these) and is what `max_per_ip`, the logs and the admission
+    /// hook see. Default empty: every client is its TCP peer, and those headers are ignored
+    /// (anyone could write them).
+    pub trusted_proxies: Vec<crate::Cidr>,
+
+    /// Most connections from one client address (an IPv6 client counts per /64, the block one
+    /// subscriber usually gets); more get 503. Default 1000: a household or an office behind
+    /// one NAT fits; one host cannot take all of `max_connections`. 0 = no limit. Loopback
+    /// clients are exempt unless `limit_loopback` is set, because behind a reverse proxy on the
+    /// same machine every client has the proxy's address (list the proxy in `trusted_proxies`
+    /// to count the real clients instead).
     pub max_per_ip: usize,
 
     /// Apply `max_per_ip` to loopback peers too. Default `false` (see `max_per_ip`).
@@ -208,6 +224,8 @@ impl Default for Config {
             tokens: Vec::new(),
             allowed_origins: Vec::new(),
             relay_protocol: None,
+            allowed_hosts: Vec::new(),
+            trusted_proxies: Vec::new(),
             max_per_ip: 1000,
             limit_loopback: false,
             relay_rate: 1000.0,

@@ -34,6 +34,7 @@ mod conn;
 mod embed;
 mod endpoint;
 mod error;
+mod forwarded;
 mod frame;
 mod http;
 mod hub;
@@ -53,6 +54,7 @@ pub use chat::Fsync;
 pub use config::Config;
 pub use embed::{AdmitRequest, Payload, ServerEvent};
 pub use error::{Error, Result};
+pub use forwarded::Cidr;
 pub use server::{Builder, Handle, Server};
 pub use sys::{Signal, block_shutdown_signals, raise_fd_limit, wait_signal};
 

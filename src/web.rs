@@ -109,6 +109,13 @@ pub(crate) fn serve(
     let _ = stream.set_nodelay(true);
     let idle = KEEP_ALIVE_IDLE.min(cfg.handshake_timeout);
     for served in 1..=MAX_REQUESTS_PER_CONNECTION {
+        if !crate::auth::host_allowed(&head, &cfg.allowed_hosts) {
+            // Against DNS rebinding: a page that re-pointed its own name here sends that name.
+            debug!("{peer}: Host {:?} not allowed", head.header("host"));
+            site.stats.rejected(403);
+            http::reject(stream, 403, &[]);
+            return None;
+        }
         if upgrade::wants_websocket(&head) {
             return Some(head);
         }

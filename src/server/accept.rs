@@ -85,7 +85,7 @@ pub(super) fn accept_loop(shared: &Arc<Shared>) {
 /// One TCP connection, from its first byte to its end: read the head, then serve plain HTTP
 /// (`web.rs`, with keep-alive) until the connection ends or asks for a WebSocket, whose
 /// handshake is checked here and which [`start_websocket`] hands to the dispatcher.
-fn serve(slot: Slot, stream: TcpStream, peer: SocketAddr) {
+fn serve(mut slot: Slot, stream: TcpStream, peer: SocketAddr) {
     let shared = &*slot.shared.clone();
     let cfg = &shared.cfg;
     let head = match http::read_head(&stream, cfg.max_head_size, cfg.handshake_timeout) {
@@ -102,6 +102,14 @@ fn serve(slot: Slot, stream: TcpStream, peer: SocketAddr) {
             return http::reject(&stream, status, &[]);
         }
     };
+    // From a trusted proxy, the head says who the client is: count that client, and use its
+    // address in logs, hooks and events from here on.
+    if !slot.identify(&head) {
+        debug!("{peer}: the forwarded client is over the per-IP limit");
+        shared.stats.rejected(503);
+        return http::reject(&stream, 503, &[("Retry-After", "5")]);
+    }
+    let peer = slot.client(peer);
     let head = if upgrade::wants_websocket(&head) {
         head
     } else {

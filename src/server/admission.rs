@@ -11,23 +11,39 @@ use log::debug;
 use super::Shared;
 use crate::auth::{self, Grant};
 use crate::embed::AdmitRequest;
+use crate::forwarded;
 use crate::http::{self, Head};
 
 /// Connections over the cap are answered 503 by short-lived threads; at most this many at once,
 /// beyond which they are closed without an answer (a flood must not turn into a thread bomb).
 const MAX_REJECTERS: usize = 256;
 
-/// Takes a place for a new connection from `ip`: `None` when the server is at
-/// `max_connections` or `ip` at `max_per_ip` (the caller answers 503).
-pub(super) fn take_slot(shared: &Arc<Shared>, ip: IpAddr) -> Option<Slot> {
+/// Takes a place for a new connection from `peer`: `None` when the server is at
+/// `max_connections` or the peer at `max_per_ip` (the caller answers 503). A connection from a
+/// trusted proxy is counted per client once its first head names the client
+/// ([`Slot::identify`]).
+pub(super) fn take_slot(shared: &Arc<Shared>, peer: IpAddr) -> Option<Slot> {
     let open = shared.stats.tcp_open.load(Relaxed);
-    if open >= shared.max_connections || !shared.enter_ip(ip) {
+    if open >= shared.max_connections {
         return None;
     }
+    let peer = forwarded::canonical(peer);
+    let from_proxy = shared.cfg.trusted_proxies.iter().any(|c| c.contains(peer));
+    let counted = if from_proxy {
+        None
+    } else {
+        let key = forwarded::limit_key(peer);
+        if !shared.enter_ip(key) {
+            return None;
+        }
+        Some(key)
+    };
     shared.stats.tcp_open.fetch_add(1, Relaxed);
     Some(Slot {
         shared: shared.clone(),
-        ip,
+        counted,
+        client: peer,
+        from_proxy,
     })
 }
 
@@ -36,18 +52,53 @@ pub(super) fn take_slot(shared: &Arc<Shared>, ip: IpAddr) -> Option<Slot> {
 /// (connection or parking) that happens.
 pub(super) struct Slot {
     pub(super) shared: Arc<Shared>,
-    ip: IpAddr,
+    /// The key counted in `per_ip`, if any yet.
+    counted: Option<IpAddr>,
+    /// Who the client is: the peer, or who a trusted proxy forwarded for.
+    client: IpAddr,
+    from_proxy: bool,
+}
+
+impl Slot {
+    /// For a connection from a trusted proxy: takes the client from the first request head
+    /// and counts it toward `max_per_ip`; `false` when that client is at its limit (503).
+    pub(super) fn identify(&mut self, head: &Head) -> bool {
+        if !self.from_proxy || self.counted.is_some() {
+            return true;
+        }
+        let client = forwarded::client_ip(self.client, head, &self.shared.cfg.trusted_proxies);
+        let key = forwarded::limit_key(client);
+        if !self.shared.enter_ip(key) {
+            return false;
+        }
+        self.client = client;
+        self.counted = Some(key);
+        true
+    }
+
+    /// The client's address as logs and hooks see it: the peer's, or, from a trusted proxy,
+    /// the forwarded client's with port 0 (its port is not known).
+    pub(super) fn client(&self, peer: SocketAddr) -> SocketAddr {
+        if self.from_proxy {
+            SocketAddr::new(self.client, 0)
+        } else {
+            SocketAddr::new(self.client, peer.port())
+        }
+    }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.shared.leave_ip(self.ip);
+        if let Some(key) = self.counted {
+            self.shared.leave_ip(key);
+        }
         self.shared.stats.tcp_open.fetch_sub(1, Relaxed);
     }
 }
 
 impl Shared {
-    /// Counts a new connection from `ip`; `false` when that address is at `max_per_ip`.
+    /// Counts a new connection from `ip` (a limit key: see `forwarded::limit_key`); `false`
+    /// when that address is at `max_per_ip`.
     fn enter_ip(&self, ip: IpAddr) -> bool {
         let cfg = &self.cfg;
         if cfg.max_per_ip == 0 || (ip.is_loopback() && !cfg.limit_loopback) {
@@ -106,6 +157,12 @@ pub(super) fn check_handshake(
     peer: SocketAddr,
     stream: &TcpStream,
 ) -> Result<Option<Grant>, ()> {
+    if !auth::host_allowed(head, &shared.cfg.allowed_hosts) {
+        debug!("{peer}: Host {:?} not allowed", head.header("host"));
+        shared.stats.rejected(403);
+        http::reject(stream, 403, &[]);
+        return Err(());
+    }
     if !auth::origin_allowed(head, &shared.cfg.allowed_origins) {
         debug!("{peer}: Origin {:?} refused", head.header("origin"));
         shared.stats.rejected(403);

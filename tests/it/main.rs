@@ -48,6 +48,7 @@ mod one_port;
 mod parking;
 mod ping_throttle;
 mod protocol_errors;
+mod proxy_admission;
 mod prune;
 mod relay;
 mod shutdown;
