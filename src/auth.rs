@@ -99,8 +99,6 @@ impl Tokens {
 
     /// The chat names the tokens are bound to, which the chat reserves for them
     /// (`Chat::set_reserved_names`).
-    // Until the server feeds them to the chat (see the branch report), only the tests call it.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn bound_names(&self) -> impl Iterator<Item = &str> {
         self.entries.iter().filter_map(|(_, name)| name.as_deref())
     }

@@ -42,6 +42,8 @@ pub(crate) struct Stats {
     pub chat_commit: Histogram,
     /// Commits of the history log that failed (the disk is full or failing).
     pub chat_commit_failures: AtomicU64,
+    /// 1 while the history log cannot be written (since the last failed commit).
+    pub chat_log_failing: AtomicUsize,
     /// Bytes held for delivery (the budget's use, sampled each dispatcher batch) and its cap.
     pub buffered: AtomicUsize,
     pub buffered_limit: AtomicUsize,
@@ -222,6 +224,12 @@ impl Stats {
             "counter",
             "Clients disconnected (1008) because the server's delivery budget was spent, furthest behind first.",
             self.budget_disconnects.load(Relaxed),
+        );
+        metric(
+            "wschat_chat_log_failing",
+            "gauge",
+            "1 while the chat history log cannot be written (a full or failing disk), 0 once it is again.",
+            self.chat_log_failing.load(Relaxed) as u64,
         );
         metric(
             "wschat_chat_commit_failures_total",

@@ -18,7 +18,9 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 use serde::{Deserialize, Serialize};
@@ -27,6 +29,7 @@ use super::Chat;
 use super::history::Entry;
 use super::names::name_key;
 use super::rooms::Room;
+use crate::sys;
 
 /// When the log is forced to stable storage (`--fsync always|batch|never`).
 ///
@@ -78,6 +81,21 @@ const LOG_NAME: &str = "chat.log";
 /// The compacted copy being written; a leftover one is from a crash mid-compaction and is junk
 /// (the rename never happened, so `chat.log` is intact).
 const TMP_NAME: &str = "chat.log.tmp";
+
+/// Held locked (`flock`) by the server that owns the directory: two servers on one data dir
+/// would interleave ids and lose messages at replay, so the second refuses to start.
+const LOCK_NAME: &str = "wschat.lock";
+
+/// The log holds chat history, which is private to the chat's users: only the server's own
+/// user may read it (and its directory, when wschat creates it).
+const FILE_MODE: u32 = 0o600;
+const DIR_MODE: u32 = 0o700;
+
+/// After a failed write (a full disk), the next attempt waits this long, doubling up to
+/// `RETRY_MAX`: rewriting the whole log on every batch of a full disk only burns the disk and
+/// the CPU, and space comes back in seconds to minutes (an operator deletes something).
+const RETRY_FIRST: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// The smallest log worth compacting, in records. The 2x rule alone already makes compaction
 /// amortized O(1) per message; the floor only keeps a server with tiny history settings from
@@ -144,6 +162,11 @@ pub(crate) struct Log {
     /// A write or sync failed: the file may be missing records, so the next flush must rewrite
     /// it from memory instead of appending.
     broken: bool,
+    /// While broken: no disk I/O before this instant (back-off), and the current delay.
+    retry_at: Option<Instant>,
+    retry_delay: Duration,
+    /// The directory's lock, held as long as the log is open.
+    _lock: File,
 }
 
 impl Log {
@@ -151,7 +174,30 @@ impl Log {
     /// records in file order. Unreadable complete lines are skipped with a warning; a torn last
     /// line is cut off the file.
     pub(crate) fn open(dir: &Path, fsync: Fsync) -> io::Result<(Log, Vec<RecordIn>)> {
-        fs::create_dir_all(dir)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(dir)?;
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(FILE_MODE)
+            .open(dir.join(LOCK_NAME))?;
+        if let Err(e) = sys::try_lock_exclusive(&lock) {
+            return Err(if e.kind() == io::ErrorKind::WouldBlock {
+                io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!(
+                        "{} is in use by another wschat server (it holds {LOCK_NAME}); two servers on one data dir would interleave message ids",
+                        dir.display()
+                    ),
+                )
+            } else {
+                e
+            });
+        }
         match fs::remove_file(dir.join(TMP_NAME)) {
             Ok(()) => debug!("chat log: removed a compaction left over from a crash"),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -163,6 +209,7 @@ impl Log {
             .read(true)
             .append(true)
             .create(true)
+            .mode(FILE_MODE)
             .open(&path)?;
         if created && fsync != Fsync::Never {
             sync_dir(dir)?;
@@ -221,6 +268,9 @@ impl Log {
             len: good_len,
             max_logged_id: max_id,
             broken: false,
+            retry_at: None,
+            retry_delay: RETRY_FIRST,
+            _lock: lock,
         };
         Ok((log, records))
     }
@@ -246,6 +296,12 @@ impl Log {
         self.broken = true;
     }
 
+    /// Forgets the batch (it is in memory, and the next rewrite includes it).
+    fn drop_pending(&mut self) {
+        self.pending.clear();
+        self.pending_records = 0;
+    }
+
     /// The highest id the log (file or batch) knows was handed out.
     pub(crate) fn max_logged_id(&self) -> u64 {
         self.max_logged_id
@@ -253,6 +309,23 @@ impl Log {
 
     /// Whether the next flush should be a [`Log::rewrite`] instead: the file (plus the batch)
     /// holds more than twice the `kept` records memory holds, or a write failed earlier.
+    /// While a failed write's back-off runs: when the next attempt may touch the disk.
+    pub(crate) fn retry_at(&self) -> Option<Instant> {
+        self.retry_at.filter(|_| self.broken)
+    }
+
+    /// Whether the back-off after a failure still forbids disk I/O now.
+    pub(crate) fn backing_off(&self) -> bool {
+        self.retry_at().is_some_and(|t| Instant::now() < t)
+    }
+
+    /// Records a failure: the next attempt waits, twice as long as the last.
+    fn failed(&mut self) {
+        self.broken = true;
+        self.retry_at = Some(Instant::now() + self.retry_delay);
+        self.retry_delay = (self.retry_delay * 2).min(RETRY_MAX);
+    }
+
     pub(crate) fn wants_rewrite(&self, kept: usize) -> bool {
         self.broken
             || self.records + self.pending_records > kept.saturating_mul(2).max(COMPACT_FLOOR)
@@ -271,8 +344,8 @@ impl Log {
         self.pending.clear();
         self.pending_records = 0;
         if let Err(e) = &result {
-            warn!("chat log: write failed ({e}); will rewrite it at the next commit");
-            self.broken = true;
+            debug!("chat log: write failed ({e}); will rewrite it from memory");
+            self.failed();
             // Best effort: a torn record in the middle would be skipped at replay anyway.
             let _ = self.file.set_len(self.len);
         }
@@ -304,7 +377,31 @@ impl Log {
         // Until the rename succeeds the old file may lack the batch: keep "broken" set.
         self.broken = true;
         let tmp = self.dir.join(TMP_NAME);
-        let mut out = BufWriter::new(File::create(&tmp)?);
+        let result = self.write_copy(&tmp, records);
+        if result.is_err() {
+            // A full disk leaves a partial copy: remove it, it would only hold the space.
+            let _ = fs::remove_file(&tmp);
+            self.failed();
+        } else {
+            self.retry_at = None;
+            self.retry_delay = RETRY_FIRST;
+        }
+        result
+    }
+
+    fn write_copy<'a>(
+        &mut self,
+        tmp: &Path,
+        records: impl Iterator<Item = RecordOut<'a>>,
+    ) -> io::Result<()> {
+        let mut out = BufWriter::new(
+            OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(FILE_MODE)
+                .open(tmp)?,
+        );
         let mut count = 0usize;
         let mut line = Vec::new();
         for rec in records {
@@ -320,7 +417,7 @@ impl Log {
         file.sync_all()?;
         drop(file);
         let path = self.dir.join(LOG_NAME);
-        fs::rename(&tmp, &path)?;
+        fs::rename(tmp, &path)?;
         sync_dir(&self.dir)?;
         self.file = OpenOptions::new().read(true).append(true).open(&path)?;
         self.len = self.file.metadata()?.len();
@@ -390,6 +487,13 @@ impl Chat {
         let Some(log) = &mut self.log else {
             return Ok(());
         };
+        if log.backing_off() {
+            // Memory holds everything; the rewrite after the back-off will write it.
+            log.drop_pending();
+            return Err(io::Error::other(
+                "the chat log is waiting to retry after a failed write",
+            ));
+        }
         if self.last_id > log.max_logged_id() {
             log.append(&RecordOut::HighWater { id: self.last_id });
         }
@@ -766,6 +870,7 @@ pub(crate) mod tests {
         let before = dump(&h.chat);
         assert!(before.len() > 1, "the test should exercise several rooms");
         let last = h.chat.last_id;
+        drop(h); // a restart: the directory's lock goes with the first server
         let reopened = Chat::open(cfg).expect("reopen");
         assert_eq!(dump(&reopened), before);
         assert_eq!(reopened.last_id, last);
@@ -787,6 +892,7 @@ pub(crate) mod tests {
         h.send(1, r#"{"type":"dm","to":"guest-1","text":"three"}"#);
         h.chat.commit().expect("commit");
         let before = history_of(&mut h, 1, "lobby");
+        drop(h); // a restart: the directory's lock goes with the first server
         let mut h2 = H::with(persistent(&dir));
         h2.connect(1);
         assert_eq!(history_of(&mut h2, 1, "lobby"), before);

@@ -312,6 +312,12 @@ impl Chat {
         self.commit_log()
     }
 
+    /// After a failed write of the log: when the chat worker should try again (it wakes up for
+    /// it even if nobody talks).
+    pub(crate) fn retry_at(&self) -> Option<std::time::Instant> {
+        self.log.as_ref().and_then(|l| l.retry_at())
+    }
+
     /// Whether history goes to disk (a data dir is configured).
     pub(crate) fn persistent(&self) -> bool {
         self.log.is_some()

@@ -234,9 +234,6 @@ impl Chat {
     /// name at once (it gets `welcome`, its rooms `presence rename`, in `out`), so that it
     /// stops receiving the owner's DMs. Connections with a token keep their names: a revoked
     /// token is closed by the server, not here.
-    // Until the server calls it (bind and reload_tokens; see the branch report), only the
-    // tests do.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn set_reserved_names<S: AsRef<str>>(
         &mut self,
         names: impl IntoIterator<Item = S>,

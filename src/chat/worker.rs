@@ -12,9 +12,9 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use log::{debug, error, info};
 
 use super::{Chat, Delivery, Input, Outbox};
@@ -32,9 +32,6 @@ pub(crate) const QUEUE_CAPACITY: usize = 4096;
 /// Events applied per batch before the worker commits and delivers: bounds how long the first
 /// message of a batch waits for the commit, while sharing one fsync among all of them.
 const BATCH_EVENTS: usize = 1024;
-
-/// A commit failure is logged at most this often (a full disk fails every batch).
-const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The answer to a `Say`: the message's id, or why it was refused.
 pub(crate) type SayResult = Result<u64, String>;
@@ -63,6 +60,9 @@ pub(crate) enum ChatEvent {
         /// Where to report the message's id (once it is durable), or why it was refused.
         reply: Option<Sender<SayResult>>,
     },
+    /// The chat names bound to tokens (at start and after every token reload): reserved for
+    /// their tokens even while nobody holds them.
+    ReserveNames(Vec<String>),
     /// End the worker (after the dispatcher has ended).
     Stop,
 }
@@ -79,7 +79,8 @@ pub(crate) struct ChatWorker {
     outs: Vec<ChatOut>,
     /// Replies to `Say`, sent once the batch is committed.
     replies: Vec<(Sender<SayResult>, SayResult)>,
-    last_failure_log: Option<Instant>,
+    /// The last commit failed: logged once when it starts and once when it ends.
+    failing: bool,
 }
 
 impl ChatWorker {
@@ -101,13 +102,29 @@ impl ChatWorker {
             outbox,
             outs: Vec::new(),
             replies: Vec::new(),
-            last_failure_log: None,
+            failing: false,
         }
     }
 
     /// Runs until [`ChatEvent::Stop`] or until the dispatcher is gone.
     pub(crate) fn run(mut self) {
-        while let Ok(first) = self.rx.recv() {
+        loop {
+            // After a failed write, wake up to retry even if nobody talks: the history must
+            // reach the disk once space is back, not at the next message.
+            let first = match self.chat.retry_at() {
+                Some(at) => match self.rx.recv_deadline(at) {
+                    Ok(event) => event,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.commit();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+                None => match self.rx.recv() {
+                    Ok(event) => event,
+                    Err(_) => break,
+                },
+            };
             if !self.apply(first) {
                 break;
             }
@@ -176,6 +193,7 @@ impl ChatWorker {
                     self.replies.push((reply, result));
                 }
             }
+            ChatEvent::ReserveNames(names) => self.chat.set_reserved_names(names, &mut self.outbox),
             ChatEvent::Stop => return false,
         }
         // Keep the dispatcher's steps in the order the chat decided them.
@@ -217,17 +235,25 @@ impl ChatWorker {
         if self.chat.persistent() {
             self.stats.chat_commit.observe(started.elapsed());
         }
-        if let Err(e) = result {
-            self.stats.chat_commit_failures.fetch_add(1, Relaxed);
-            let quiet = self
-                .last_failure_log
-                .is_some_and(|t| t.elapsed() < FAILURE_LOG_INTERVAL);
-            if !quiet {
-                error!("chat history could not be written (delivering anyway): {e}");
-                self.last_failure_log = Some(Instant::now());
+        match result {
+            Err(e) => {
+                self.stats.chat_commit_failures.fetch_add(1, Relaxed);
+                if !self.failing {
+                    // Once per episode: a full disk fails every batch until space returns.
+                    error!(
+                        "chat history could not be written (delivering anyway, retrying with back-off; it is rewritten from memory once the disk takes it): {e}"
+                    );
+                    self.failing = true;
+                    self.stats.chat_log_failing.store(1, Relaxed);
+                }
             }
-        } else if self.last_failure_log.take().is_some() {
-            info!("chat history is being written again");
+            Ok(()) => {
+                if self.failing {
+                    info!("chat history is being written again");
+                    self.failing = false;
+                    self.stats.chat_log_failing.store(0, Relaxed);
+                }
+            }
         }
     }
 

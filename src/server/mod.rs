@@ -269,7 +269,9 @@ impl Server {
                 tokens.len()
             );
         }
-        let chat = Chat::open(config.chat.clone())?;
+        let mut chat = Chat::open(config.chat.clone())?;
+        // Nobody is connected yet: the outbox of the renames this could cause stays empty.
+        chat.set_reserved_names(tokens.bound_names(), &mut crate::chat::Outbox::new());
         let cfg = Arc::new(config);
         let stats = Arc::new(Stats::default());
         let (tx, rx) = crossbeam_channel::bounded(hub::QUEUE_CAPACITY);
@@ -576,6 +578,8 @@ impl Handle {
         let fresh = Tokens::load(cfg.tokens_file.as_deref(), &cfg.tokens, cfg.require_token)?;
         let count = fresh.len();
         let fresh = Arc::new(fresh);
+        let names = fresh.bound_names().map(str::to_owned).collect();
+        let _ = self.shared.chat.send(ChatEvent::ReserveNames(names));
         let old = std::mem::replace(&mut *self.shared.tokens.write(), fresh.clone());
         let keep = fresh.set();
         let revoked: std::collections::HashSet<Arc<str>> = old

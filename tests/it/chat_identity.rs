@@ -26,7 +26,6 @@ fn connect_as(addr: std::net::SocketAddr, query: &str) -> (Client, Value, Vec<St
 // The server does not feed the chat its tokens' names yet: `Chat::set_reserved_names` must be
 // called from src/server.rs (bind, reload_tokens) and the dispatcher. See the branch report.
 #[test]
-#[ignore = "needs Chat::set_reserved_names wired into server.rs/hub.rs by the coordinator"]
 fn a_bound_name_is_reserved_while_its_owner_is_offline() {
     let dir = TempDir::new("identity-tokens");
     let file = dir.0.join("tokens");

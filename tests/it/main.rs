@@ -30,6 +30,7 @@ mod chat_presence;
 mod chat_ref;
 mod chat_rooms;
 mod conformance;
+mod data_dir;
 mod echo;
 mod embed;
 mod emfile;
