@@ -162,6 +162,15 @@ const OPTIONS: &[Opt] = &[
         },
     },
     Opt {
+        name: "max-rooms",
+        value: "N",
+        help: "chat rooms the server holds; new ones are refused beyond it, none is retired [default: 1000]",
+        set: |c, v| {
+            c.chat.max_rooms = number(v)?;
+            Ok(())
+        },
+    },
+    Opt {
         name: "max-rooms-per-client",
         value: "N",
         help: "chat rooms one connection may be in [default: 20]",
@@ -376,6 +385,11 @@ mod tests {
         };
         assert_eq!(c.addr.to_string(), "0.0.0.0:9");
         assert_eq!(c.ping_interval, Duration::from_millis(500));
+        let Ok(Command::Serve(c)) = parse(&args("--max-rooms 7 --max-rooms-per-client 2")) else {
+            panic!("room limits")
+        };
+        assert_eq!((c.chat.max_rooms, c.chat.max_rooms_per_client), (7, 2));
+        assert!(parse(&args("--max-rooms many")).is_err());
         assert!(parse(&args("--addr nope")).is_err());
         assert!(parse(&args("--bogus 1")).is_err());
         assert!(parse(&args("--addr")).is_err());

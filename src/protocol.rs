@@ -46,7 +46,7 @@ pub(crate) enum ErrorCode {
     RateLimited,
     /// The client is already in the maximum number of rooms.
     TooManyRooms,
-    /// The server holds its maximum number of rooms and none can be retired.
+    /// The server holds its maximum number of rooms; no room is retired to make place.
     ServerRoomLimit,
     /// A binary frame; `/chat` speaks JSON text only.
     BinaryNotSupported,

@@ -32,10 +32,17 @@ pub struct ChatConfig {
     /// Rooms one connection may be in at once. Default 20: a rename or disconnect sends one
     /// `presence` per room, so this bounds the fan-out a single client can cause.
     pub max_rooms_per_client: usize,
-    /// Rooms the server holds (with members or with history). Default 1000. When full, the
-    /// empty room with the oldest last message is retired to make place; `server_room_limit`
-    /// only when every room has members. Bounds history memory together with the next two.
+    /// Rooms the server holds (with members or with history). Default 1000. When full, a
+    /// new room is refused with `server_room_limit`: no room is retired to make place, since
+    /// that would let anyone erase a quiet room's history by creating rooms. Bounds history
+    /// memory together with the next two. Lowering it keeps the rooms a restart reads back.
     pub max_rooms: usize,
+    /// Rooms one client may create a minute, in bursts of as many; joining a room that
+    /// exists is not limited. Default 10: a person opening rooms by hand makes a few, while a
+    /// script from one address needs `max_rooms` / 10 minutes (100 by default) to fill the
+    /// server, long enough for an operator to notice. A client is its address when the
+    /// server passes it (`Chat::connect_from`), else its connection. 0 = no limit.
+    pub rooms_created_per_minute: usize,
     /// Messages of history kept per room, in memory and (compacted) on disk. Default 1000.
     pub history_per_room: usize,
     /// Bytes of history kept per room (text + name + 64 per message). Default 256 KiB, which
@@ -70,6 +77,7 @@ impl Default for ChatConfig {
             max_name_chars: 32,
             max_rooms_per_client: 20,
             max_rooms: 1000,
+            rooms_created_per_minute: 10,
             history_per_room: 1000,
             history_bytes_per_room: 256 * 1024,
             history_on_join: 50,

@@ -8,7 +8,8 @@
 //! - `{"k":"m","id":7,"ts":1700000000000,"room":"dev","from":"alice","text":"hi"}` a room message;
 //! - `{"k":"hw","id":9}` id high-water mark: every id up to 9 was handed out (DMs take ids
 //!   too but are not logged, so without this a restart could hand out a DM's id again);
-//! - `{"k":"drop","room":"dev"}` the room was retired (its history forgotten).
+//! - `{"k":"drop","room":"dev"}` the room was retired (its history forgotten). Written by
+//!   older versions, which retired a quiet room to make place for a new one; still obeyed.
 //!
 //! Lines are appended by [`Log::flush`], once per dispatcher batch, with one `write` for the
 //! whole batch. A crash can leave the last line torn (no final newline); [`Log::open`] drops
@@ -118,9 +119,6 @@ pub(crate) enum RecordOut<'a> {
     /// Every id up to `id` was handed out.
     #[serde(rename = "hw")]
     HighWater { id: u64 },
-    /// The room was retired.
-    #[serde(rename = "drop")]
-    Drop { room: &'a str },
 }
 
 /// A record as read back.
@@ -139,7 +137,7 @@ pub(crate) enum RecordIn {
     /// Every id up to `id` was handed out.
     #[serde(rename = "hw")]
     HighWater { id: u64 },
-    /// The room was retired.
+    /// The room was retired (older versions only).
     #[serde(rename = "drop")]
     Drop { room: String },
 }
@@ -277,9 +275,8 @@ impl Log {
 
     /// Adds a record to the current batch (memory only until [`Log::flush`]).
     pub(crate) fn append(&mut self, rec: &RecordOut<'_>) {
-        if let RecordOut::Msg { id, .. } | RecordOut::HighWater { id } = rec {
-            self.max_logged_id = self.max_logged_id.max(*id);
-        }
+        let (RecordOut::Msg { id, .. } | RecordOut::HighWater { id }) = rec;
+        self.max_logged_id = self.max_logged_id.max(*id);
         encode_line(&mut self.pending, rec);
         self.pending_records += 1;
     }
@@ -408,9 +405,8 @@ impl Log {
             line.clear();
             encode_line(&mut line, &rec);
             out.write_all(&line)?;
-            if let RecordOut::Msg { id, .. } | RecordOut::HighWater { id } = rec {
-                self.max_logged_id = self.max_logged_id.max(id);
-            }
+            let (RecordOut::Msg { id, .. } | RecordOut::HighWater { id }) = rec;
+            self.max_logged_id = self.max_logged_id.max(id);
             count += 1;
         }
         let file = out.into_inner().map_err(|e| e.into_error())?;
@@ -454,8 +450,8 @@ impl Chat {
                 text,
             } => {
                 let key = name_key(&room);
-                if self.ensure_room(&key, &room).is_err() {
-                    return;
+                if !self.rooms.contains_key(&key) {
+                    self.create_room(&key, &room);
                 }
                 self.last_id = self.last_id.max(id);
                 if let Some(r) = self.rooms.get_mut(&key) {
@@ -514,7 +510,7 @@ impl Chat {
     }
 
     /// Rewrites the log from memory: each room's kept messages (rooms ordered by their last
-    /// message, so a replay that must retire rooms retires the same ones) and a high-water mark.
+    /// message) and a high-water mark.
     pub(super) fn compact(&mut self) -> io::Result<()> {
         let Some(log) = &mut self.log else {
             return Ok(());

@@ -1,13 +1,13 @@
 //! Rooms: creating and retiring them, joining and leaving, who is in them, presence.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 
 use log::debug;
 use serde_json::Value;
 
 use super::history::RoomHistory;
-use super::journal::RecordOut;
 use super::names::{clean_name, name_key, name_msg};
 use super::outbox::Outbox;
 use super::{Chat, ChatConfig, ConnId};
@@ -29,32 +29,25 @@ impl Chat {
             .map_err(|p| Reject::new(ErrorCode::BadRoom, name_msg("room name", p, max)))
     }
 
-    /// Makes sure room `key` exists, creating it as `name`; at `max_rooms`, retires the empty
-    /// room with the oldest last message first.
+    /// Makes sure room `key` exists, creating it as `name`. At `max_rooms` a new room is
+    /// refused with `server_room_limit`: no room is retired to make place, because a room
+    /// without members that is kept has history, and retiring it would let anyone erase any
+    /// quiet room's history by creating rooms (50 connections joining fresh rooms wiped
+    /// `team`). A room without history exists only while it has members.
     pub(super) fn ensure_room(&mut self, key: &str, name: &str) -> Result<(), Reject> {
         if self.rooms.contains_key(key) {
             return Ok(());
         }
         if self.rooms.len() >= self.cfg.max_rooms {
-            let victim = self
-                .rooms
-                .iter()
-                .filter(|(_, r)| r.members.is_empty())
-                .min_by_key(|(_, r)| r.history.last_id())
-                .map(|(k, _)| k.clone());
-            let Some(victim) = victim else {
-                return Err(Reject::new(
-                    ErrorCode::ServerRoomLimit,
-                    "the server has no room for more rooms",
-                ));
-            };
-            if let Some(old) = self.rooms.remove(&victim) {
-                debug!("chat: retiring room {} to make place", old.name);
-                if let Some(log) = &mut self.log {
-                    log.append(&RecordOut::Drop { room: &old.name });
-                }
-            }
+            return Err(room_limit());
         }
+        self.create_room(key, name);
+        Ok(())
+    }
+
+    /// Adds room `key` as `name`, whatever the limits (replay restores what the log holds,
+    /// even past a lowered `max_rooms`).
+    pub(super) fn create_room(&mut self, key: &str, name: &str) {
         self.rooms.insert(
             key.to_owned(),
             Room {
@@ -63,7 +56,6 @@ impl Chat {
                 history: RoomHistory::default(),
             },
         );
-        Ok(())
     }
 
     /// Forgets room `key` if it has neither members nor history (nothing to keep it for).
@@ -82,6 +74,7 @@ impl Chat {
         conn: ConnId,
         raw: &str,
         reference: Option<&Value>,
+        now_ms: u64,
         out: &mut Outbox,
     ) -> Result<(), Reject> {
         let name = self.room_name(raw)?;
@@ -98,6 +91,18 @@ impl Chat {
                     self.cfg.max_rooms_per_client
                 ),
             ));
+        }
+        if !self.rooms.contains_key(&key) {
+            if self.rooms.len() >= self.cfg.max_rooms {
+                return Err(room_limit());
+            }
+            let per_minute = self.cfg.rooms_created_per_minute;
+            if !self.creations.allow(client.creator, per_minute, now_ms) {
+                return Err(Reject::new(
+                    ErrorCode::RateLimited,
+                    format!("you may create {per_minute} rooms a minute; join one that exists"),
+                ));
+            }
         }
         self.ensure_room(&key, name)?;
         let (Some(client), Some(room)) = (self.clients.get_mut(&conn), self.rooms.get_mut(&key))
@@ -250,6 +255,75 @@ impl Chat {
     }
 }
 
+fn room_limit() -> Reject {
+    Reject::new(
+        ErrorCode::ServerRoomLimit,
+        "the server has no room for more rooms",
+    )
+}
+
+/// Who a room creation counts against (`ChatConfig::rooms_created_per_minute`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Creator {
+    /// The client's address as the server saw it: IPv4 (also when it came v4-mapped), or the
+    /// /64 of an IPv6 address (what one subscriber is usually given, so a client cannot
+    /// escape the limit by hopping addresses inside it).
+    Addr(IpAddr),
+    /// The connection itself, when the server gave no address.
+    Conn(ConnId),
+}
+
+impl Creator {
+    /// The creator for a client at `addr`.
+    pub(crate) fn of_addr(addr: IpAddr) -> Creator {
+        match addr {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Creator::Addr(IpAddr::V4(v4)),
+                None => {
+                    let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                    Creator::Addr(IpAddr::V6(Ipv6Addr::from(prefix)))
+                }
+            },
+            v4 => Creator::Addr(v4),
+        }
+    }
+}
+
+/// Room creations by each creator, limited to `per_minute` a minute in bursts of as many:
+/// a token bucket kept as one number per creator (GCRA), the time at which its bucket is
+/// full again.
+#[derive(Debug, Default)]
+pub(super) struct Creations {
+    full_at: HashMap<Creator, u64>,
+    /// Sweep out full buckets when the map grows past this: doubling keeps it amortized
+    /// O(1) per creation, and the map holds only creators of the last minute.
+    sweep_at: usize,
+}
+
+impl Creations {
+    /// Whether `who` may create a room at `now_ms`; if so, counts it. `per_minute` 0 means
+    /// no limit.
+    pub(super) fn allow(&mut self, who: Creator, per_minute: usize, now_ms: u64) -> bool {
+        if per_minute == 0 {
+            return true;
+        }
+        const MINUTE_MS: u64 = 60_000;
+        let per_minute = u64::try_from(per_minute).unwrap_or(u64::MAX);
+        // Each creation fills the bucket by `interval`; it may be at most a minute ahead.
+        let interval = (MINUTE_MS / per_minute).max(1);
+        let full_at = self.full_at.get(&who).copied().unwrap_or(0).max(now_ms);
+        if full_at + interval > now_ms + MINUTE_MS {
+            return false;
+        }
+        if self.full_at.len() >= self.sweep_at {
+            self.full_at.retain(|_, t| *t > now_ms);
+            self.sweep_at = (self.full_at.len() * 2).max(64);
+        }
+        self.full_at.insert(who, full_at + interval);
+        true
+    }
+}
+
 /// `presence` to everyone in `room` but `who`, unless the room is too big for presence.
 pub(super) fn announce(
     cfg: &ChatConfig,
@@ -283,7 +357,7 @@ pub(super) fn not_in_room(raw: &str) -> Reject {
 
 #[cfg(test)]
 mod tests {
-    use crate::chat::ChatConfig;
+    use super::*;
     use crate::chat::test_harness::{H, ids_of};
     use crate::protocol::ErrorCode;
     use serde_json::json;
@@ -416,7 +490,8 @@ mod tests {
             h.send(1, r#"{"type":"join","room":"a"}"#)[0].1["type"],
             "joined"
         );
-        // Server-wide: 5 rooms. Rooms with only history are retired, oldest first.
+        // Server-wide: 5 rooms. A room with history is never retired to make place: at the
+        // limit, new rooms are refused.
         h.chat
             .say_as("old", "bot", "1", h.now, &mut h.out)
             .unwrap_or(0);
@@ -424,14 +499,25 @@ mod tests {
             .say_as("new", "bot", "2", h.now, &mut h.out)
             .unwrap_or(0);
         assert_eq!(h.chat.room_count(), 5);
-        h.send(2, r#"{"type":"join","room":"x"}"#);
+        let got = h.send(2, r#"{"type":"join","room":"x","ref":"x"}"#);
+        let v = H::one(got, &[2]);
+        assert_eq!(
+            (v["code"].as_str(), &v["ref"]),
+            (Some("server_room_limit"), &json!("x"))
+        );
         assert_eq!(h.chat.room_count(), 5);
-        let v = H::one(h.send(2, r#"{"type":"history","room":"old"}"#), &[2]);
-        assert_eq!(v["messages"], json!([]));
-        let v = H::one(h.send(2, r#"{"type":"history","room":"new"}"#), &[2]);
-        assert_eq!(ids_of(&v["messages"]).len(), 1);
-        h.send(2, r#"{"type":"join","room":"y"}"#);
-        // Now every room has a member.
+        for room in ["old", "new"] {
+            let req = json!({"type":"history","room":room});
+            let v = H::one(h.send_json(2, req), &[2]);
+            assert_eq!(ids_of(&v["messages"]).len(), 1, "{room}");
+        }
+        // A room without history goes with its last member, which makes place.
+        h.send(1, r#"{"type":"leave","room":"b"}"#);
+        assert_eq!(h.chat.room_count(), 4);
+        assert_eq!(
+            h.send(2, r#"{"type":"join","room":"x"}"#)[0].1["type"],
+            "joined"
+        );
         h.connect(3);
         let got = h.send(3, r#"{"type":"join","room":"z"}"#);
         assert_eq!(H::error_code(got, 3), "server_room_limit");
@@ -441,5 +527,126 @@ mod tests {
                 .map_err(|r| r.code),
             Err(ErrorCode::ServerRoomLimit)
         );
+    }
+
+    #[test]
+    fn strangers_cannot_erase_a_quiet_rooms_history() {
+        // The recipe: `team` has history and nobody in it; 50 connections join fresh rooms
+        // and say something there. It used to be retired at the limit, its history erased.
+        let mut h = H::with(ChatConfig {
+            max_rooms: 10,
+            ..ChatConfig::default()
+        });
+        h.chat
+            .say_as("team", "alice", "the plan", h.now, &mut h.out)
+            .unwrap_or(0);
+        let mut refused = 0;
+        for c in 1..=50 {
+            h.connect(c);
+            let got = h.send_json(c, json!({"type":"join","room":format!("r{c}")}));
+            if got.iter().any(|(_, v)| v["code"] == "server_room_limit") {
+                refused += 1;
+            }
+            h.send(c, "mine now");
+            h.disconnect(c);
+        }
+        assert_eq!(h.chat.room_count(), 10);
+        assert_eq!(refused, 50 - 8, "team, the lobby and 8 fresh rooms fit");
+        h.connect(99);
+        let v = H::one(h.send(99, r#"{"type":"history","room":"team"}"#), &[99]);
+        assert_eq!(v["messages"][0]["text"], "the plan");
+    }
+
+    #[test]
+    fn room_creation_is_limited_per_client() {
+        let mut h = H::with(ChatConfig {
+            rooms_created_per_minute: 3,
+            ..ChatConfig::default()
+        });
+        h.connect(9); // creates the lobby
+        h.connect(1);
+        let join = |room: &str| json!({"type":"join","room":room,"ref":room});
+        for room in ["r1", "r2", "r3"] {
+            assert_eq!(h.send_json(1, join(room))[0].1["type"], "joined", "{room}");
+        }
+        let v = H::one(h.send_json(1, join("r4")), &[1]);
+        assert_eq!(
+            (v["code"].as_str(), &v["ref"]),
+            (Some("rate_limited"), &json!("r4"))
+        );
+        // Joining rooms that exist is not limited; another client has its own budget.
+        assert_eq!(h.send_json(9, join("r1")).len(), 2);
+        h.connect(2);
+        assert_eq!(H::one(h.send_json(2, join("s1")), &[2])["type"], "joined");
+        // The budget refills at 3 a minute: one more after 20 s.
+        h.now += 20_000;
+        assert_eq!(H::one(h.send_json(1, join("r4")), &[1])["type"], "joined");
+        assert_eq!(H::error_code(h.send_json(1, join("r5")), 1), "rate_limited");
+
+        // By address: connections from one address (v4-mapped or not, or one IPv6 /64)
+        // share a budget, and reconnecting does not reset it.
+        let v4: std::net::IpAddr = "192.0.2.7"
+            .parse()
+            .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+        let mapped: std::net::IpAddr = "::ffff:192.0.2.7".parse().unwrap_or(v4);
+        let six_a: std::net::IpAddr = "2001:db8::1".parse().unwrap_or(v4);
+        let six_b: std::net::IpAddr = "2001:db8::ffff:2".parse().unwrap_or(v4);
+        let six_other: std::net::IpAddr = "2001:db8:0:1::1".parse().unwrap_or(v4);
+        let from = |h: &mut H, conn: ConnId, addr| {
+            h.now += 1;
+            h.chat
+                .connect_from(conn, addr, None, None, false, h.now, &mut h.out);
+            h.take()
+        };
+        from(&mut h, 10, v4);
+        from(&mut h, 11, mapped);
+        for (conn, room) in [(10, "a1"), (11, "a2"), (10, "a3")] {
+            assert_eq!(
+                H::one(h.send_json(conn, join(room)), &[conn])["type"],
+                "joined"
+            );
+        }
+        assert_eq!(
+            H::error_code(h.send_json(11, join("a4")), 11),
+            "rate_limited"
+        );
+        h.disconnect(10);
+        from(&mut h, 10, v4);
+        assert_eq!(
+            H::error_code(h.send_json(10, join("a4")), 10),
+            "rate_limited"
+        );
+        from(&mut h, 12, six_a);
+        from(&mut h, 13, six_b);
+        from(&mut h, 14, six_other);
+        for room in ["b1", "b2"] {
+            assert_eq!(H::one(h.send_json(12, join(room)), &[12])["type"], "joined");
+        }
+        assert_eq!(H::one(h.send_json(13, join("b3")), &[13])["type"], "joined");
+        assert_eq!(
+            H::error_code(h.send_json(13, join("b4")), 13),
+            "rate_limited"
+        );
+        assert_eq!(H::one(h.send_json(14, join("b4")), &[14])["type"], "joined");
+    }
+
+    #[test]
+    fn creation_budgets_are_forgotten_once_full() {
+        let mut c = Creations::default();
+        for conn in 0..1000 {
+            assert!(c.allow(Creator::Conn(conn), 10, 0));
+        }
+        // A minute later every bucket is full again; the next growth sweeps them out.
+        for conn in 1000..1100 {
+            assert!(c.allow(Creator::Conn(conn), 10, 60_000));
+        }
+        assert!(c.full_at.len() <= 100, "{}", c.full_at.len());
+        let mut c = Creations::default();
+        assert!(c.allow(Creator::Conn(1), 0, 0), "0 is no limit");
+        for _ in 0..10 {
+            assert!(c.allow(Creator::Conn(1), 10, 5));
+        }
+        assert!(!c.allow(Creator::Conn(1), 10, 5));
+        assert!(c.full_at.len() < 64);
     }
 }

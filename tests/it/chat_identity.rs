@@ -1,5 +1,7 @@
 //! Chat identity (issue 11): a name bound to an access token is reserved for that token at all
-//! times, also while its owner is offline and across a reload of the tokens.
+//! times (also while its owner is offline and across a reload of the tokens); invisible and
+//! look-alike names are refused; strangers cannot erase a quiet room's history by filling the
+//! room table, and `--max-rooms` sets that table's size.
 
 use crate::common::*;
 use serde_json::{Value, json};
@@ -153,4 +155,58 @@ fn invisible_and_look_alike_names_are_refused() {
         (&json!("joined"), &json!("team")),
         "{answer}"
     );
+}
+
+/// Kills the child process (by its PID, through `Child`) when the test ends, even by a panic.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn strangers_cannot_erase_a_quiet_rooms_history() {
+    let (child, addr) = spawn_binary(&["--max-rooms", "10"]);
+    let _child = Killed(child);
+    // `team` has history and nobody in it.
+    let mut alice = chat_as(addr, "alice", "team");
+    let said = ask(
+        &mut alice,
+        json!({"type":"say","room":"team","text":"the plan","ref":"s"}),
+    );
+    assert_eq!(said["type"], "message", "{said}");
+    alice.close(None).expect("close");
+    // 50 anonymous connections each join a fresh room and stay. At the limit (10 rooms:
+    // team, the lobby and 8 fresh ones) new rooms are refused; none is retired. (They used to
+    // retire the empty room with the oldest message: team, with its history.)
+    let mut refused = 0;
+    let mut crowd = Vec::new();
+    for i in 0..50 {
+        let (mut ws, _) = chat_connect(addr, "");
+        let answer = ask(
+            &mut ws,
+            json!({"type":"join","room":format!("fresh-{i}"),"ref":i}),
+        );
+        match answer["type"].as_str() {
+            Some("joined") => {}
+            Some("error") => {
+                assert_eq!(answer["code"], "server_room_limit", "{answer}");
+                refused += 1;
+            }
+            _ => panic!("{answer}"),
+        }
+        crowd.push(ws);
+    }
+    let (mut reader, _) = chat_connect(addr, "");
+    let history = ask(
+        &mut reader,
+        json!({"type":"history","room":"team","ref":"h"}),
+    );
+    assert_eq!(history["messages"][0]["text"], "the plan", "{history}");
+    assert_eq!(refused, 42, "8 fresh rooms fit");
+    let rooms = ask(&mut reader, json!({"type":"rooms","ref":"r"}));
+    assert_eq!(rooms["rooms"].as_array().map(Vec::len), Some(10), "{rooms}");
 }
