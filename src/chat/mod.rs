@@ -148,7 +148,9 @@ impl Chat {
     /// token-bound connection holds it, this connection gets the `error` and a close (1008).
     ///
     /// The rooms it creates count against the connection alone; [`Chat::connect_from`] counts
-    /// them against the client's address instead.
+    /// them against the client's address instead. The server always has an address and uses
+    /// that; the unit tests, which have none, use this.
+    #[cfg(test)]
     pub(crate) fn connect(
         &mut self,
         conn: ConnId,
@@ -165,8 +167,6 @@ impl Chat {
     /// [`Chat::connect`] for a client at `addr` (the address the server's per-IP cap counts,
     /// after any trusted proxy): the rooms it creates count against that address (its /64 for
     /// IPv6), shared by all its connections, so reconnecting does not reset the limit.
-    // Until the server passes addresses (see the branch report), only the tests call it.
-    #[cfg_attr(not(test), allow(dead_code))]
     #[allow(clippy::too_many_arguments)] // connect's, plus the address
     pub(crate) fn connect_from(
         &mut self,

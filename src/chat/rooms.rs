@@ -269,7 +269,8 @@ pub(crate) enum Creator {
     /// /64 of an IPv6 address (what one subscriber is usually given, so a client cannot
     /// escape the limit by hopping addresses inside it).
     Addr(IpAddr),
-    /// The connection itself, when the server gave no address.
+    /// The connection itself, when the server gave no address (the unit tests).
+    #[cfg(test)]
     Conn(ConnId),
 }
 

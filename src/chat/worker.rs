@@ -42,6 +42,8 @@ pub(crate) enum ChatEvent {
     /// room, `bound` when the name comes from its token).
     Connect {
         id: ClientId,
+        /// The client's address (after a trusted proxy): rooms created are limited per address.
+        addr: std::net::IpAddr,
         name: Option<String>,
         room: Option<String>,
         bound: bool,
@@ -154,11 +156,13 @@ impl ChatWorker {
         match event {
             ChatEvent::Connect {
                 id,
+                addr,
                 name,
                 room,
                 bound,
-            } => self.chat.connect(
+            } => self.chat.connect_from(
                 id,
+                addr,
                 name.as_deref(),
                 room.as_deref(),
                 bound,

@@ -197,6 +197,7 @@ fn start_websocket(
             )),
             Some(ChatEvent::Connect {
                 id,
+                addr: peer.ip(),
                 name: name.clone(),
                 room: room.clone(),
                 bound: *bound,
