@@ -96,8 +96,12 @@ impl Chat {
             if self.rooms.len() >= self.cfg.max_rooms {
                 return Err(room_limit());
             }
+            // The default room is where every connection lands: re-creating it after it
+            // emptied is not a stranger making rooms, and refusing it would leave a new
+            // client in no room at all.
+            let default_room = key == name_key(&self.cfg.default_room);
             let per_minute = self.cfg.rooms_created_per_minute;
-            if !self.creations.allow(client.creator, per_minute, now_ms) {
+            if !default_room && !self.creations.allow(client.creator, per_minute, now_ms) {
                 return Err(Reject::new(
                     ErrorCode::RateLimited,
                     format!("you may create {per_minute} rooms a minute; join one that exists"),
