@@ -38,6 +38,7 @@ mod forwarded;
 mod frame;
 mod http;
 mod hub;
+mod json;
 mod park;
 mod protocol;
 mod ratelimit;

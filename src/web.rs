@@ -438,7 +438,7 @@ fn publish(site: &Site<'_>, body: &[u8]) -> Answer {
     let Ok(body) = std::str::from_utf8(body) else {
         return Answer::json(400, json!({"ok": false, "error": "body is not UTF-8"}));
     };
-    if nests_deeper_than(body.as_bytes(), MAX_BODY_DEPTH) {
+    if crate::json::nesting_depth_exceeds(body.as_bytes(), MAX_BODY_DEPTH) {
         return Answer::json(
             400,
             json!({"ok": false, "error": "body must be a JSON object"}),
@@ -474,50 +474,25 @@ fn publish(site: &Site<'_>, body: &[u8]) -> Answer {
     }
 }
 
-/// Whether objects/arrays in `json` nest deeper than `max`, counting brackets outside strings:
-/// one linear scan, so that a body of 60,000 `[` costs no recursion. (The same scan as
-/// `protocol.rs` runs on chat frames.)
-fn nests_deeper_than(json: &[u8], max: usize) -> bool {
-    let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in json {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'{' | b'[' => {
-                depth += 1;
-                if depth > max {
-                    return true;
-                }
-            }
-            // Saturating: an unbalanced `]` is a syntax error serde reports.
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    false
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn nesting_is_counted_outside_strings_only() {
-        assert!(!nests_deeper_than(br#"{"text":"[[[[[[","a":[[1]]}"#, 3));
-        assert!(nests_deeper_than(br#"{"a":[[[1]]]}"#, 3));
-        assert!(!nests_deeper_than(br#"{"t":"\"[[[[[[[[["}"#, 1));
-        assert!(!nests_deeper_than(b"]]]]{}", 1));
-        assert!(nests_deeper_than(&[b'['; 60_000], MAX_BODY_DEPTH));
+        assert!(!crate::json::nesting_depth_exceeds(
+            br#"{"text":"[[[[[[","a":[[1]]}"#,
+            3
+        ));
+        assert!(crate::json::nesting_depth_exceeds(br#"{"a":[[[1]]]}"#, 3));
+        assert!(!crate::json::nesting_depth_exceeds(
+            br#"{"t":"\"[[[[[[[[["}"#,
+            1
+        ));
+        assert!(!crate::json::nesting_depth_exceeds(b"]]]]{}", 1));
+        assert!(crate::json::nesting_depth_exceeds(
+            &[b'['; 60_000],
+            MAX_BODY_DEPTH
+        ));
     }
 }

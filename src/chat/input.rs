@@ -76,7 +76,7 @@ pub(crate) fn parse_input(text: &str) -> Input {
     if !text.trim_start().starts_with('{') {
         return Input::Plain(text.to_owned());
     }
-    if nesting_depth_exceeds(text.as_bytes(), MAX_DEPTH) {
+    if crate::json::nesting_depth_exceeds(text.as_bytes(), MAX_DEPTH) {
         return Input::Invalid(Reject::new(
             ErrorCode::BadJson,
             format!("JSON nests deeper than {MAX_DEPTH} levels"),
@@ -106,42 +106,6 @@ pub(crate) fn parse_input(text: &str) -> Input {
         Ok(body) => Input::Msg(ClientMsg { reference, body }),
         Err(e) => Input::Invalid(Reject::new(ErrorCode::BadField, detail(e)).with_ref(reference)),
     }
-}
-
-/// Whether objects/arrays nest deeper than `max`, counting brackets outside strings only.
-///
-/// Runs before serde so that a frame of 60 000 `[` costs one linear scan and no recursion.
-/// The scan agrees with serde on where strings are for every prefix that is valid JSON, and
-/// serde stops at the first invalid byte, so serde never recurses deeper than this counts.
-fn nesting_depth_exceeds(bytes: &[u8], max: usize) -> bool {
-    let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in bytes {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'{' | b'[' => {
-                depth += 1;
-                if depth > max {
-                    return true;
-                }
-            }
-            // Saturating: an unbalanced `]` is a syntax error serde reports; it must not wrap.
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    false
 }
 
 /// An error's text, cut to [`MAX_ERROR_DETAIL_CHARS`].

@@ -5,17 +5,6 @@
 use crate::common::*;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
-use std::process::Child;
-
-/// Kills the server process when dropped, so that a failing test leaves nothing running.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn serve(dir: &TempDir) -> (Running, SocketAddr) {
     let dir = dir.0.to_str().unwrap();

@@ -5,11 +5,10 @@
 
 use crate::common::*;
 use serde_json::{Value, json};
-use std::io::BufRead;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 #[test]
@@ -75,51 +74,15 @@ ssize_t write(int fd, const void *buf, size_t n) {
 }
 "#;
 
-fn build_shim(dir: &Path) -> PathBuf {
-    let src = dir.join("fulldisk.c");
-    let lib = dir.join("fulldisk.so");
-    std::fs::write(&src, FULL_DISK_SHIM).unwrap();
-    let status = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
-        .args(["-shared", "-fPIC", "-O2", "-o"])
-        .arg(&lib)
-        .arg(&src)
-        .arg("-ldl")
-        .status()
-        .expect("a C compiler (cc) is needed for this test");
-    assert!(status.success());
-    lib
-}
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn serve(data: &Path, shim: Option<(&Path, &Path)>) -> (Running, SocketAddr) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wschat"));
     cmd.args(["--addr", "127.0.0.1:0", "--chat-rate", "0", "--data-dir"])
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .arg(data);
     if let Some((lib, flag)) = shim {
         cmd.env("LD_PRELOAD", lib)
             .env("WSCHAT_TEST_FULL_FLAG", flag);
     }
-    let mut child = cmd.spawn().unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let (child, addr) = spawn_server(cmd);
     (Running(child), addr)
 }
 
@@ -135,7 +98,7 @@ fn metric_of(addr: SocketAddr, name: &str) -> u64 {
 #[test]
 fn a_full_disk_is_survived_and_healed_without_losing_or_duplicating_a_message() {
     let tmp = TempDir::new("data-full");
-    let shim = build_shim(&tmp.0);
+    let shim = build_shim(&tmp.0, "fulldisk", FULL_DISK_SHIM);
     let flag = tmp.0.join("disk-is-full");
     let data = tmp.0.join("data");
     let (server, addr) = serve(&data, Some((&shim, &flag)));

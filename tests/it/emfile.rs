@@ -4,38 +4,18 @@
 //! `/`, `/healthz`, `/metrics`, `/api/publish` and a WebSocket upgrade.
 
 use crate::common::*;
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use tungstenite::Message;
 
 /// The real binary under `ulimit -n 30` (soft and hard, so it cannot raise it back).
 fn spawn_limited() -> (Child, SocketAddr) {
-    let mut child = Command::new("sh")
-        .arg("-c")
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
         .arg(r#"ulimit -n 30 && exec "$0" --addr 127.0.0.1:0 --api-key k"#)
-        .arg(env!("CARGO_BIN_EXE_wschat"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|a| a.parse().ok());
-    match addr {
-        Some(addr) => (child, addr),
-        None => {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("no address in {line:?}");
-        }
-    }
+        .arg(env!("CARGO_BIN_EXE_wschat"));
+    spawn_server(cmd)
 }
 
 /// Kills the child when the test ends, also when it fails.

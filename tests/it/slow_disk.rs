@@ -5,10 +5,9 @@
 
 use crate::common::*;
 use serde_json::json;
-use std::io::BufRead;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 use tungstenite::Message;
 
@@ -40,58 +39,20 @@ int fsync(int fd) {
 /// machine, so "echoes completed while the message waited" cannot be an accident of timing.
 const SYNC_DELAY_MS: u64 = 2000;
 
-fn build_shim(dir: &Path) -> PathBuf {
-    let src = dir.join("slowsync.c");
-    let lib = dir.join("slowsync.so");
-    std::fs::write(&src, SHIM).unwrap();
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
-    let status = Command::new(&cc)
-        .args(["-shared", "-fPIC", "-O2", "-o"])
-        .arg(&lib)
-        .arg(&src)
-        .arg("-ldl")
-        .status()
-        .unwrap_or_else(|e| panic!("the C compiler `{cc}` is needed for this test: {e}"));
-    assert!(status.success(), "building the fsync shim failed");
-    lib
-}
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn serve_on_slow_disk(shim: &Path, data: &Path) -> (Running, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wschat"))
-        .args(["--addr", "127.0.0.1:0", "--data-dir"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wschat"));
+    cmd.args(["--addr", "127.0.0.1:0", "--data-dir"])
         .arg(data)
         .env("LD_PRELOAD", shim)
-        .env("WSCHAT_TEST_SYNC_DELAY_MS", SYNC_DELAY_MS.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
+        .env("WSCHAT_TEST_SYNC_DELAY_MS", SYNC_DELAY_MS.to_string());
+    let (child, addr) = spawn_server(cmd);
     (Running(child), addr)
 }
 
 #[test]
 fn echo_goes_on_while_a_chat_message_waits_for_a_slow_fsync() {
     let tmp = TempDir::new("slow-disk");
-    let shim = build_shim(&tmp.0);
+    let shim = build_shim(&tmp.0, "slowsync", SHIM);
     let data = tmp.0.join("data");
     let (_server, addr) = serve_on_slow_disk(&shim, &data);
 

@@ -50,28 +50,10 @@ fn emptying_the_file_and_reloading_admits_nobody_and_an_unreadable_file_keeps_th
 
 #[test]
 fn wschat_tokens_set_to_nothing_admits_nobody() {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wschat"))
-        .args(["--addr", "127.0.0.1:0"])
-        .env("WSCHAT_TOKENS", "")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let addr: Option<SocketAddr> = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|a| a.parse().ok());
-    let result = addr.map(|addr| (status(addr, "/"), status(addr, "/echo")));
-    let _ = child.kill();
-    let _ = child.wait();
-    let (relay, echo) = result.unwrap_or_else(|| panic!("no address in {line:?}"));
-    assert_eq!(relay, "401");
-    assert_eq!(echo, "401");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wschat"));
+    cmd.args(["--addr", "127.0.0.1:0"]).env("WSCHAT_TOKENS", "");
+    let (child, addr) = spawn_server(cmd);
+    let _server = Running(child);
+    assert_eq!(status(addr, "/"), "401");
+    assert_eq!(status(addr, "/echo"), "401");
 }

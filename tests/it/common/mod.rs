@@ -352,10 +352,16 @@ impl Drop for TempDir {
 /// Starts the real `wschat` binary with `args` plus `--addr 127.0.0.1:0` and returns it with
 /// the address it prints on its first stdout line.
 pub fn spawn_binary(args: &[&str]) -> (std::process::Child, SocketAddr) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wschat"));
+    cmd.args(["--addr", "127.0.0.1:0"]).args(args);
+    spawn_server(cmd)
+}
+
+/// Spawns `cmd`, a `wschat` server (perhaps with an environment, or wrapped in `sh -c`), and
+/// returns it with the address it prints on its first stdout line.
+pub fn spawn_server(mut cmd: std::process::Command) -> (std::process::Child, SocketAddr) {
     use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wschat"))
-        .args(["--addr", "127.0.0.1:0"])
-        .args(args)
+    let mut child = cmd
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -377,6 +383,35 @@ pub fn spawn_binary(args: &[&str]) -> (std::process::Child, SocketAddr) {
             panic!("no address in {line:?}");
         }
     }
+}
+
+/// Kills (SIGKILL) and reaps the child when dropped, also when the test fails, so a test
+/// leaves nothing running.
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Builds an `LD_PRELOAD` shim from C `source` with the system C compiler (`$CC`, else `cc`)
+/// into `dir/NAME.so`: how the tests give the real binary a slow or a full disk.
+pub fn build_shim(dir: &std::path::Path, name: &str, source: &str) -> std::path::PathBuf {
+    let src = dir.join(format!("{name}.c"));
+    let lib = dir.join(format!("{name}.so"));
+    std::fs::write(&src, source).unwrap();
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
+    let status = std::process::Command::new(&cc)
+        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .arg(&lib)
+        .arg(&src)
+        .arg("-ldl")
+        .status()
+        .unwrap_or_else(|e| panic!("the C compiler `{cc}` is needed for this test: {e}"));
+    assert!(status.success(), "building the {name} shim failed");
+    lib
 }
 
 // ---- Raw WebSocket clients and a seeded PRNG, for the conformance sweep and the fuzz tests.
