@@ -37,6 +37,7 @@ mod frame;
 mod history;
 mod http;
 mod hub;
+mod jwt;
 mod park;
 mod protocol;
 mod ratelimit;
@@ -53,6 +54,8 @@ pub use config::Config;
 pub use embed::{AdmitRequest, Payload, ServerEvent};
 pub use error::{Error, Result};
 pub use history::Fsync;
+#[cfg(feature = "jwt")]
+pub use jwt::{TokenClaims, sign_token};
 pub use server::{Builder, Handle, Server};
 pub use sys::{Signal, block_shutdown_signals, raise_fd_limit, wait_signal};
 

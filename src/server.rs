@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::Sender;
 use log::{debug, info, warn};
@@ -264,15 +264,12 @@ impl Server {
             sys::nofile_limit().saturating_sub(RESERVED_FDS).max(16) as usize
         };
 
-        let tokens = Tokens::load(
-            config.tokens_file.as_deref(),
-            &config.tokens,
-            config.require_token,
-        )?;
+        let tokens = Tokens::from_config(&config)?;
         if tokens.required() {
             info!(
-                "{} access tokens loaded: WebSocket clients must present one",
-                tokens.len()
+                "{} access tokens and {} JWT keys loaded: WebSocket clients must present a token",
+                tokens.len(),
+                tokens.jwt_keys()
             );
         }
         let chat = Chat::open(config.chat.clone())?;
@@ -533,10 +530,11 @@ impl Handle {
         }
     }
 
-    /// Re-reads the tokens file (and keeps `Config::tokens`), replacing the tokens in force, and
-    /// returns how many there are now. Connections whose token is no longer valid are closed
-    /// with 1008 ("access token revoked"); everyone else stays connected. On error (the file is
-    /// unreadable) the old tokens stay in force.
+    /// Re-reads the tokens file (and keeps `Config::tokens`) and the JWT key files, replacing
+    /// the tokens and keys in force, and returns how many file tokens there are now.
+    /// Connections whose file token is no longer valid are closed with 1008 ("access token
+    /// revoked"); everyone else stays connected (JWT connections end at their `exp`). On error
+    /// (a file is unreadable, a key malformed) the old tokens and keys stay in force.
     ///
     /// # Errors
     /// [`Error::Io`] when the file cannot be read.
@@ -552,7 +550,9 @@ impl Handle {
     /// ```
     pub fn reload_tokens(&self) -> Result<usize> {
         let cfg = &self.shared.cfg;
-        let fresh = Tokens::load(cfg.tokens_file.as_deref(), &cfg.tokens, cfg.require_token)?;
+        // The JWT key files too: a rotated key takes effect on SIGHUP. JWT connections are not
+        // cut here: they end at their `exp`.
+        let fresh = Tokens::from_config(cfg)?;
         let count = fresh.len();
         let fresh = Arc::new(fresh);
         let old = std::mem::replace(&mut *self.shared.tokens.write(), fresh.clone());
@@ -563,8 +563,9 @@ impl Handle {
             .filter(|t| !keep.contains(t))
             .collect();
         info!(
-            "tokens reloaded: {count} in force, {} revoked",
-            revoked.len()
+            "tokens reloaded: {count} in force, {} revoked, {} JWT keys",
+            revoked.len(),
+            fresh.jwt_keys()
         );
         if !revoked.is_empty() {
             let _ = self.shared.tx.send(Event::Revoked(revoked));
@@ -845,18 +846,50 @@ fn serve(slot: Slot, stream: TcpStream, peer: SocketAddr) {
     let grant = if !tokens.required() {
         None
     } else {
-        match auth::presented_token(&head).and_then(|t| tokens.check(&t)) {
-            Some(grant) => Some(grant),
-            None => {
+        match tokens.admit(auth::presented_token(&head).as_deref()) {
+            Ok(grant) => Some(grant),
+            Err(denied) => {
                 // Never log the token itself.
-                debug!("{peer}: missing or unknown access token");
+                debug!("{peer}: access token refused: {denied:?}");
                 shared.stats.rejected(401);
-                return http::reject(&stream, 401, &[("WWW-Authenticate", "Bearer")]);
+                let challenge = denied.challenge();
+                return http::reject(&stream, 401, &[("WWW-Authenticate", &challenge)]);
             }
         }
     };
+    drop(tokens);
+    if let Some(g) = grant.as_ref().filter(|g| g.token.is_none()) {
+        debug!(
+            "{peer}: JWT of user {:?} accepted (rooms {:?}, channels {:?}, admin {})",
+            g.sub, g.rooms, g.channels, g.admin
+        );
+    }
+    // A private relay channel needs a token whose `channels` claim matches it.
+    if let Route::Relay(channel) = &accepted.route {
+        if auth::any_matches(&cfg.private_channels, channel)
+            && !grant
+                .as_ref()
+                .is_some_and(|g| auth::any_matches(&g.channels, channel))
+        {
+            debug!("{peer}: private channel {channel:?} refused: no matching `channels` claim");
+            shared.stats.rejected(403);
+            return http::reject(
+                &stream,
+                403,
+                &[(
+                    "WWW-Authenticate",
+                    "Bearer error=\"insufficient_scope\", error_description=\"private channel\"",
+                )],
+            );
+        }
+    }
     if let Some(admit) = &shared.hooks.admit {
-        if let Err(status) = admit(&AdmitRequest { head: &head, peer }) {
+        let user = grant.as_ref().and_then(|g| g.sub.as_deref());
+        if let Err(status) = admit(&AdmitRequest {
+            head: &head,
+            peer,
+            user,
+        }) {
             let status = if (400..500).contains(&status) {
                 status
             } else {
@@ -926,6 +959,13 @@ fn serve(slot: Slot, stream: TcpStream, peer: SocketAddr) {
             None,
         ),
     };
+    // The dispatcher closes the connection when its JWT expires: the wall-clock `exp` as a
+    // point on the monotonic clock the dispatcher's loop waits on.
+    let expires = grant.as_ref().and_then(|g| g.expires).map(|at| {
+        Instant::now()
+            + at.duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+    });
     // The dispatcher registers the client (and writes its 101) before the chat worker hears
     // of it, so the chat's first answer (`welcome`) always finds the client registered.
     let opened = shared
@@ -935,7 +975,8 @@ fn serve(slot: Slot, stream: TcpStream, peer: SocketAddr) {
             stream: stream.clone(),
             handshake: accepted.response,
             route: accepted.route,
-            token: grant.map(|g| g.token),
+            expires,
+            token: grant.and_then(|g| g.token),
         })
         .is_ok()
         && login.is_none_or(|login| shared.chat.send(login).is_ok());
