@@ -122,6 +122,10 @@ pub struct ChatConfig {
     pub presence_max_members: usize,
     /// The room every new connection joins unless its URL names another. Default `lobby`.
     pub default_room: String,
+    /// Private rooms: names or `prefix-*` patterns (case-insensitive). Joining one, reading
+    /// its history or listing its users needs a JWT whose `rooms` claim matches it, else
+    /// `forbidden`; `rooms` lists it only to those. Default empty: every room is open.
+    pub private_rooms: Vec<String>,
 }
 
 impl Default for ChatConfig {
@@ -140,6 +144,7 @@ impl Default for ChatConfig {
             user_list_max: 1000,
             presence_max_members: 1000,
             default_room: "lobby".to_owned(),
+            private_rooms: Vec::new(),
         }
     }
 }
@@ -254,6 +259,8 @@ struct Client {
     bound: bool,
     /// Keys of the rooms it is in, in joining order; the last is the current room.
     rooms: Vec<String>,
+    /// Private rooms it may use: its token's `rooms` claim, lowercased (names or patterns).
+    allowed: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -365,12 +372,14 @@ impl Chat {
     /// (`name_bound`), and if a connection without a token holds it, that one is renamed to a
     /// guest name (it gets `welcome` with its new name). If the name is invalid or another
     /// token-bound connection holds it, this connection gets the `error` and a close (1008).
+    #[allow(clippy::too_many_arguments)] // what the handshake decided, passed as it came
     pub(crate) fn connect(
         &mut self,
         conn: ConnId,
         login: Option<&str>,
         room: Option<&str>,
         bound_name: bool,
+        allowed_rooms: &[String],
         now_ms: u64,
         out: &mut Outbox,
     ) {
@@ -408,6 +417,7 @@ impl Chat {
                 key,
                 bound: bound_name && login.is_some(),
                 rooms: Vec::new(),
+                allowed: allowed_rooms.iter().map(|p| name_key(p)).collect(),
             },
         );
 
@@ -661,6 +671,27 @@ impl Chat {
         }
     }
 
+    /// `Ok` when `conn` may use room `key` (not private, or its token lists it).
+    fn may_use(&self, conn: ConnId, key: &str) -> Result<(), Reject> {
+        let private = self
+            .cfg
+            .private_rooms
+            .iter()
+            .any(|p| crate::auth::pattern_matches(&name_key(p), key));
+        let allowed = || {
+            self.clients
+                .get(&conn)
+                .is_some_and(|c| crate::auth::any_matches(&c.allowed, key))
+        };
+        if private && !allowed() {
+            return Err(Reject::new(
+                ErrorCode::Forbidden,
+                format!("`{key}` is a private room and your token does not list it"),
+            ));
+        }
+        Ok(())
+    }
+
     fn join(
         &mut self,
         conn: ConnId,
@@ -670,6 +701,7 @@ impl Chat {
     ) -> Result<(), Reject> {
         let name = self.room_name(raw)?;
         let key = name_key(name);
+        self.may_use(conn, &key)?;
         let Some(client) = self.clients.get(&conn) else {
             return Ok(());
         };
@@ -949,7 +981,11 @@ impl Chat {
     }
 
     fn list_rooms(&self, conn: ConnId, reference: Option<&Value>, out: &mut Outbox) {
-        let mut rooms: Vec<(&String, &Room)> = self.rooms.iter().collect();
+        let mut rooms: Vec<(&String, &Room)> = self
+            .rooms
+            .iter()
+            .filter(|(k, _)| self.may_use(conn, k).is_ok())
+            .collect();
         rooms.sort_unstable_by_key(|(k, _)| *k);
         let rooms = rooms
             .into_iter()
@@ -990,6 +1026,7 @@ impl Chat {
         out: &mut Outbox,
     ) -> Result<(), Reject> {
         let name = self.room_name(raw)?;
+        self.may_use(conn, &name_key(name))?;
         let msg = match self.rooms.get(&name_key(name)) {
             Some(room) => {
                 let (users, count) = self.user_list(room);
@@ -1028,6 +1065,7 @@ impl Chat {
             usize::try_from(l).unwrap_or(usize::MAX)
         });
         let limit = limit.min(cap);
+        self.may_use(conn, &name_key(name))?;
         let msg = match self.rooms.get(&name_key(name)) {
             Some(room) => {
                 let (messages, more) = room.history.page(before, after, limit);
@@ -1270,7 +1308,7 @@ mod tests {
         ) -> Got {
             self.now += 1;
             self.chat
-                .connect(conn, name, room, bound, self.now, &mut self.out);
+                .connect(conn, name, room, bound, &[], self.now, &mut self.out);
             self.take()
         }
 

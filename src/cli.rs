@@ -246,6 +246,15 @@ const OPTIONS: &[Opt] = &[
         },
     },
     Opt {
+        name: "private-room",
+        value: "PATTERN",
+        help: "chat room (name or prefix-*) only JWTs whose `rooms` claim matches may join, read or list; others get `forbidden` (repeatable)",
+        set: |c, v| {
+            c.chat.private_rooms.push(v.into());
+            Ok(())
+        },
+    },
+    Opt {
         name: "allow-origin",
         value: "URL",
         help: "also accept WebSockets from pages of this origin (repeatable; * = any) [default: same origin only]",

@@ -944,6 +944,7 @@ fn serve(slot: Slot, stream: TcpStream, peer: SocketAddr) {
                 name: name.clone(),
                 room: room.clone(),
                 bound: *bound,
+                rooms: grant.as_ref().map(|g| g.rooms.clone()).unwrap_or_default(),
             }),
         ),
         Route::Relay(_) => (

@@ -404,3 +404,66 @@ fn base64_url_decode(s: &str) -> Vec<u8> {
     }
     out
 }
+
+#[test]
+fn private_rooms_need_a_matching_rooms_claim() {
+    let server = start(|c| {
+        app_config(c);
+        c.tokens = vec![("filetoken".into(), Some("frank".into()))];
+        c.chat.private_rooms = vec!["Team-*".into()];
+    });
+    let addr = server.local_addr();
+    // dave's token lists `team-*`: he joins by URL, talks, and sees the room.
+    let (mut dave, welcome) =
+        chat_connect(addr, &format!("token={}&room=team-a", token("rs256_team")));
+    assert_eq!(welcome["name"], "dave");
+    let said = ask(
+        &mut dave,
+        serde_json::json!({"type": "say", "room": "team-a", "text": "the plan", "ref": 1}),
+    );
+    assert_ne!(said["type"], "error", "{said}");
+    let rooms = ask(&mut dave, serde_json::json!({"type": "rooms", "ref": 2}));
+    let names: Vec<&str> = rooms["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"team-a"), "{rooms}");
+    let history = ask(
+        &mut dave,
+        serde_json::json!({"type": "history", "room": "TEAM-A", "ref": 3}),
+    );
+    assert_eq!(history["type"], "history", "{history}");
+
+    // alice's JWT has no rooms claim, frank's is a file token: neither may touch it.
+    for query in [
+        format!("token={}", token("hs256_valid")),
+        "token=filetoken".to_string(),
+    ] {
+        let mut ws = connect(addr, &format!("/chat?{query}&room=team-a"));
+        // The URL's private room is refused; the client lands in the default room instead.
+        let refused = next_of_type(&mut ws, "error");
+        assert_eq!(refused["code"], "forbidden", "{refused}");
+        let joined = next_of_type(&mut ws, "joined");
+        assert_eq!(joined["room"], "lobby");
+        for (i, req) in [
+            serde_json::json!({"type": "join", "room": "team-a"}),
+            serde_json::json!({"type": "join", "room": "team-new"}),
+            serde_json::json!({"type": "history", "room": "team-a"}),
+            serde_json::json!({"type": "users", "room": "Team-A"}),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut req = req;
+            req["ref"] = (10 + i).into();
+            let answer = ask(&mut ws, req.clone());
+            assert_eq!(answer["code"], "forbidden", "{req} -> {answer}");
+        }
+        let rooms = ask(&mut ws, serde_json::json!({"type": "rooms", "ref": 20}));
+        let listed = rooms["rooms"].as_array().unwrap();
+        assert!(listed.iter().all(|r| r["name"] != "team-a"), "{rooms}");
+        assert!(listed.iter().any(|r| r["name"] == "lobby"), "{rooms}");
+    }
+}
