@@ -564,4 +564,61 @@ mod tests {
         assert!(id.expires.unwrap() > SystemTime::now() + Duration::from_secs(3000));
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    /// Mangled versions of the PyJWT vectors (cut, spliced, characters replaced, segments
+    /// swapped) never panic, and are accepted only when they are, unchanged, a valid one.
+    #[test]
+    fn fuzz_verify_never_panics_and_accepts_only_valid_tokens() {
+        let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/jwt");
+        let cfg = Config {
+            jwt_secret_file: Some(data.join("secret.txt")),
+            jwt_public_key_file: Some(data.join("public.pem")),
+            ..Config::default()
+        };
+        let keys = Keys::load(&cfg).unwrap().unwrap();
+        assert_eq!(keys.count(), 3);
+        let text = std::fs::read_to_string(data.join("vectors.json")).unwrap();
+        let vectors: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&text).unwrap();
+        let tokens: Vec<String> = vectors
+            .values()
+            .map(|v| v["token"].as_str().unwrap().to_string())
+            .collect();
+        // Valid with these keys (no iss/aud configured here, so the wrong-issuer and
+        // wrong-audience vectors are valid too).
+        let valid: Vec<&String> = tokens.iter().filter(|t| keys.verify(t).is_ok()).collect();
+        assert!(valid.len() >= 5);
+        let alphabet = b"AZaz09-_.=+/ !\"{}\xff";
+        let seed = 0x0071_f00d;
+        println!("seed {seed:#x}");
+        let mut rng = crate::test_rng::Rng(seed);
+        for i in 0..3000 {
+            let mut t = rng.pick(&tokens).clone().into_bytes();
+            for _ in 0..1 + rng.below(3) {
+                match rng.below(5) {
+                    0 if !t.is_empty() => t.truncate(rng.below(t.len())),
+                    1 if !t.is_empty() => {
+                        let at = rng.below(t.len());
+                        t[at] = *rng.pick(alphabet);
+                    }
+                    2 => {
+                        let other = rng.pick(&tokens).as_bytes();
+                        let cut = rng.below(other.len());
+                        t.extend_from_slice(&other[cut..]);
+                    }
+                    3 => {
+                        let s = String::from_utf8_lossy(&t).into_owned();
+                        let mut parts: Vec<&str> = s.split('.').collect();
+                        parts.reverse();
+                        t = parts.join(".").into_bytes();
+                    }
+                    _ => t.insert(rng.below(t.len() + 1), *rng.pick(alphabet)),
+                }
+            }
+            let t = String::from_utf8_lossy(&t).into_owned();
+            if keys.verify(&t).is_ok() {
+                assert!(valid.iter().any(|v| **v == t), "case {i}: accepted {t:?}");
+            }
+        }
+    }
 }
