@@ -1,49 +1,97 @@
-//! The files of `public/`, embedded at compile time (or read from `--public DIR`), with their
-//! content types. No request path can reach outside the folder.
+//! The files of `public/`, embedded at compile time (or opened from `--public DIR`), with their
+//! content types. No request path can reach outside the folder or a dotfile.
 
 use std::borrow::Cow;
+use std::io;
 use std::path::Path;
 
 include!(concat!(env!("OUT_DIR"), "/assets.rs"));
 
 /// A file ready to serve.
 pub(crate) struct Asset {
-    pub body: Cow<'static, [u8]>,
+    pub body: Body,
     pub content_type: &'static str,
     pub etag: Cow<'static, str>,
 }
 
+/// The bytes of an [`Asset`].
+pub(crate) enum Body {
+    /// A file of the copy embedded in the binary.
+    Embedded(&'static [u8]),
+    /// A file of `--public DIR`, opened, `len` bytes long: streamed in pieces, never read whole
+    /// into memory (a folder may hold large files, and slow readers must not pin them).
+    File { file: std::fs::File, len: u64 },
+}
+
 /// The file for a URL path, from `dir` when given, else from the embedded copy.
 ///
-/// `None` for anything that is not a plain file below the folder: `..` or `.` segments (also
-/// percent-encoded), backslashes, NUL bytes, empty segments (`//etc/passwd`), symlinks that lead
-/// outside the folder.
-pub(crate) fn lookup(dir: Option<&Path>, url_path: &str) -> Option<Asset> {
-    let rel = clean(url_path)?;
-    match dir {
-        None => {
-            let &(_, body, etag) = FILES.iter().find(|(name, _, _)| *name == rel)?;
-            Some(Asset {
-                body: Cow::Borrowed(body),
+/// `Ok(None)` for anything that is not a plain file below the folder: segments that start
+/// with `.` (`..`, `.env`, `.git`; also percent-encoded), backslashes, NUL bytes, empty
+/// segments (`//etc/passwd`), symlinks that lead outside the folder, files that cannot be
+/// opened. `Err` only when the server is out of descriptors or memory (the caller answers 503:
+/// the file is there, the server cannot open it now).
+pub(crate) fn lookup(dir: Option<&Path>, url_path: &str) -> io::Result<Option<Asset>> {
+    let Some(rel) = clean(url_path) else {
+        return Ok(None);
+    };
+    let Some(dir) = dir else {
+        return Ok(FILES
+            .iter()
+            .find(|(name, _, _)| *name == rel)
+            .map(|&(_, body, etag)| Asset {
+                body: Body::Embedded(body),
                 content_type: content_type(&rel),
                 etag: Cow::Borrowed(etag),
-            })
-        }
-        Some(dir) => {
-            let root = dir.canonicalize().ok()?;
-            let path = root.join(&rel).canonicalize().ok()?;
-            if !path.starts_with(&root) || !path.is_file() {
-                return None;
-            }
-            let body = std::fs::read(&path).ok()?;
-            let etag = format!("\"{:016x}\"", fnv1a(&body));
-            Some(Asset {
-                body: Cow::Owned(body),
-                content_type: content_type(&rel),
-                etag: Cow::Owned(etag),
-            })
-        }
+            }));
+    };
+    let Ok(root) = dir.canonicalize() else {
+        return Ok(None);
+    };
+    let Ok(path) = root.join(&rel).canonicalize() else {
+        return Ok(None);
+    };
+    if !path.starts_with(&root) {
+        return Ok(None);
     }
+    let file = match std::fs::File::open(&path) {
+        Ok(file) => file,
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM)
+            ) =>
+        {
+            return Err(e);
+        }
+        Err(_) => return Ok(None),
+    };
+    let Ok(meta) = file.metadata() else {
+        return Ok(None);
+    };
+    if !meta.is_file() {
+        return Ok(None);
+    }
+    // Size and modification time, as nginx does: hashing the content would mean reading all of
+    // it for every request, even one answered 304.
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .unwrap_or_default();
+    let etag = format!(
+        "\"{:x}-{:x}.{:x}\"",
+        meta.len(),
+        modified.as_secs(),
+        modified.subsec_nanos()
+    );
+    Ok(Some(Asset {
+        body: Body::File {
+            file,
+            len: meta.len(),
+        },
+        content_type: content_type(&rel),
+        etag: Cow::Owned(etag),
+    }))
 }
 
 /// The relative file path for a URL path, or `None` if it tries to leave the folder.
@@ -53,9 +101,12 @@ fn clean(url_path: &str) -> Option<String> {
     if rel.is_empty() || rel.ends_with('/') {
         rel.push_str("index.html");
     }
+    // No segment may start with `.`: that refuses `.` and `..`, and also dotfiles and dot
+    // folders (`/.env`, `/.git/config`), which a `--public` folder holds by accident, never as
+    // part of the page.
     let ok = rel
         .split('/')
-        .all(|seg| !seg.is_empty() && seg != "." && seg != ".." && !seg.contains(['\\', '\0']));
+        .all(|seg| !seg.is_empty() && !seg.starts_with('.') && !seg.contains(['\\', '\0']));
     ok.then_some(rel)
 }
 
@@ -76,15 +127,6 @@ fn content_type(path: &str) -> &'static str {
     }
 }
 
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    h
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,6 +144,10 @@ mod tests {
             "/%00",
             "/%zz",
             "relative",
+            "/.env",
+            "/%2eenv",
+            "/.git/config",
+            "/a/.hidden/b.txt",
         ] {
             assert_eq!(clean(bad), None, "{bad}");
         }
@@ -111,7 +157,9 @@ mod tests {
 
     #[test]
     fn index_is_embedded_as_html() {
-        let a = lookup(None, "/").expect("public/index.html is embedded");
+        let a = lookup(None, "/")
+            .unwrap()
+            .expect("public/index.html is embedded");
         assert_eq!(a.content_type, "text/html; charset=utf-8");
         assert!(a.etag.starts_with('"'));
     }

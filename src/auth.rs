@@ -177,6 +177,12 @@ impl Tokens {
         })
     }
 
+    /// The chat names the tokens are bound to, which the chat reserves for them
+    /// (`Chat::set_reserved_names`).
+    pub(crate) fn bound_names(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().filter_map(|(_, name)| name.as_deref())
+    }
+
     /// The set of tokens, for finding connections whose token was revoked.
     pub(crate) fn set(&self) -> HashSet<Arc<str>> {
         self.entries.iter().map(|(t, _)| t.clone()).collect()
@@ -230,6 +236,31 @@ pub(crate) fn presented_token(head: &Head) -> Option<String> {
 /// `allowed` contains `*`. Everything else, including `null` (sandboxed frames, `file:` pages),
 /// is refused: that is what stops another site's page from using a visitor's browser to
 /// connect (cross-site WebSocket hijacking).
+/// Whether the request's `Host` (without its port) is one of `allowed`; any host when
+/// `allowed` is empty. A request without `Host` is refused when a list is set.
+pub(crate) fn host_allowed(head: &Head, allowed: &[String]) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    let Some(host) = head.header("host") else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
+        }),
+    };
+    allowed.iter().any(|a| {
+        a.trim_matches(|c| c == '[' || c == ']')
+            .eq_ignore_ascii_case(name)
+    })
+}
+
 pub(crate) fn origin_allowed(head: &Head, allowed: &[String]) -> bool {
     let Some(origin) = head.header("origin") else {
         return true;
@@ -295,6 +326,7 @@ mod tests {
         let env = Tokens::parse("x1 bob, x2", true);
         assert_eq!(env.len(), 2);
         assert_eq!(env.check("x1").unwrap().name.as_deref(), Some("bob"));
+        assert_eq!(t.bound_names().collect::<Vec<_>>(), ["alice smith"]);
     }
 
     #[test]

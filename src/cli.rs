@@ -84,6 +84,15 @@ const OPTIONS: &[Opt] = &[
         },
     },
     Opt {
+        name: "max-buffered",
+        value: "BYTES",
+        help: "bytes held for delivery in all (queued messages and every client's backlog); past it senders wait and the clients furthest behind are disconnected (1008) [default: 134217728]",
+        set: |c, v| {
+            c.max_buffered_bytes = number(v)?;
+            Ok(())
+        },
+    },
+    Opt {
         name: "ping-interval",
         value: "SECS",
         help: "ping clients silent this long, drop them one interval later; 0 = off [default: 30]",
@@ -152,6 +161,15 @@ const OPTIONS: &[Opt] = &[
         help: "longest chat message, in characters [default: 4000]",
         set: |c, v| {
             c.chat.max_text_chars = number(v)?;
+            Ok(())
+        },
+    },
+    Opt {
+        name: "max-rooms",
+        value: "N",
+        help: "chat rooms the server holds; new ones are refused beyond it, none is retired [default: 1000]",
+        set: |c, v| {
+            c.chat.max_rooms = number(v)?;
             Ok(())
         },
     },
@@ -264,6 +282,24 @@ const OPTIONS: &[Opt] = &[
         },
     },
     Opt {
+        name: "allowed-host",
+        value: "NAME",
+        help: "answer only requests whose Host is NAME (repeatable; against DNS rebinding on a LAN) [default: any]",
+        set: |c, v| {
+            c.allowed_hosts.push(v.into());
+            Ok(())
+        },
+    },
+    Opt {
+        name: "trusted-proxy",
+        value: "ADDR|CIDR",
+        help: "believe Forwarded / X-Forwarded-For from this proxy (repeatable): the client address feeds --max-per-ip, logs and hooks [default: none]",
+        set: |c, v| {
+            c.trusted_proxies.push(v.parse()?);
+            Ok(())
+        },
+    },
+    Opt {
         name: "relay-protocol",
         value: "NAME",
         help: "subprotocol the relay accepts when a client offers it [default: none]",
@@ -302,9 +338,23 @@ const OPTIONS: &[Opt] = &[
     Opt {
         name: "api-key",
         value: "KEY",
-        help: "enable POST /api/publish for callers presenting KEY (also $WSCHAT_API_KEY) [default: off]",
+        help: "enable POST /api/publish for callers presenting KEY (also $WSCHAT_API_KEY; visible in ps: prefer --api-key-file) [default: off]",
         set: |c, v| {
             c.api_key = Some(v.into());
+            Ok(())
+        },
+    },
+    Opt {
+        name: "api-key-file",
+        value: "FILE",
+        help: "like --api-key, with the key read from FILE (its first line), so that it is not visible in ps",
+        set: |c, v| {
+            let text = std::fs::read_to_string(v).map_err(|e| format!("cannot read {v}: {e}"))?;
+            let key = text.lines().next().unwrap_or("").trim();
+            if key.is_empty() {
+                return Err(format!("{v} holds no key"));
+            }
+            c.api_key = Some(key.to_string());
             Ok(())
         },
     },
@@ -449,6 +499,11 @@ mod tests {
         };
         assert_eq!(c.addr.to_string(), "0.0.0.0:9");
         assert_eq!(c.ping_interval, Duration::from_millis(500));
+        let Ok(Command::Serve(c)) = parse(&args("--max-rooms 7 --max-rooms-per-client 2")) else {
+            panic!("room limits")
+        };
+        assert_eq!((c.chat.max_rooms, c.chat.max_rooms_per_client), (7, 2));
+        assert!(parse(&args("--max-rooms many")).is_err());
         assert!(parse(&args("--addr nope")).is_err());
         assert!(parse(&args("--bogus 1")).is_err());
         assert!(parse(&args("--addr")).is_err());

@@ -51,6 +51,14 @@ pub struct Config {
     /// Default 1 MiB (Centrifugo's default for the same queue): about 1000 chat messages.
     pub max_pending_bytes: usize,
 
+    /// Most bytes the server holds for delivery in all: messages waiting for the dispatcher
+    /// plus every client's unsent queue, together. Senders wait (TCP slows them) while it is
+    /// spent; when the queues alone overspend it, the clients furthest behind are disconnected
+    /// (Close 1008) until it fits. Default 128 MiB: 128 clients at the `max_pending_bytes`
+    /// limit, or 2000 maximum-size messages in flight, and an eighth of a 1 GiB Raspberry Pi;
+    /// it bounds what 19,000 clients each just under their own limit could otherwise hold.
+    pub max_buffered_bytes: usize,
+
     /// How long a client may stay silent before the server pings it; a client that also ignores
     /// the ping until the next tick is dropped. Default 30 s, so a vanished peer (reset, half-open
     /// TCP, a phone that lost its network) is pruned within 60 s, and idle connections cause one
@@ -68,6 +76,12 @@ pub struct Config {
 
     /// Largest HTTP request body accepted (for `POST` endpoints). Default 64 KiB.
     pub max_body_size: usize,
+
+    /// Longest one HTTP response may take to write, in total (not per write). Default 30 s:
+    /// the page's files are tens of KiB, and 30 s lets a phone on a poor link fetch a few MiB
+    /// from `public_dir`; a reader that takes nothing, or one segment at a time, is cut off
+    /// after this instead of holding its thread.
+    pub response_timeout: Duration,
 
     /// Most simultaneous connections (WebSocket and HTTP); past it new connections get 503 with
     /// `Retry-After`. Default 0 = derived from the open-files limit at start: the limit minus 64
@@ -169,10 +183,26 @@ pub struct Config {
     /// offers it. Default `None`. `/echo` always accepts `echo-protocol`, `/chat` `wschat.v1`.
     pub relay_protocol: Option<String>,
 
-    /// Most connections from one IP address; more get 503. Default 1000: a household or an
-    /// office behind one NAT fits; one host cannot take all of `max_connections`. 0 = no limit.
-    /// Loopback peers are exempt unless `limit_loopback` is set, because behind a reverse proxy
-    /// on the same machine every client has the proxy's address.
+    /// Host names (the `Host` header without its port) this server answers to; a request for
+    /// any other gets 403. Default empty: any host, so `cargo run` works on any address. Set it
+    /// on a LAN server without tokens: a page on another site that re-points its own name at
+    /// your server's address (DNS rebinding) then cannot talk to it, since the browser still
+    /// sends that site's name as `Host`. See SECURITY.md.
+    pub allowed_hosts: Vec<String>,
+
+    /// Reverse proxies whose word is taken about who the client is: from these peers only,
+    /// the client address comes from `Forwarded` / `X-Forwarded-For` (the right-most address
+    /// that is not itself one of these) and is what `max_per_ip`, the logs and the admission
+    /// hook see. Default empty: every client is its TCP peer, and those headers are ignored
+    /// (anyone could write them).
+    pub trusted_proxies: Vec<crate::Cidr>,
+
+    /// Most connections from one client address (an IPv6 client counts per /64, the block one
+    /// subscriber usually gets); more get 503. Default 1000: a household or an office behind
+    /// one NAT fits; one host cannot take all of `max_connections`. 0 = no limit. Loopback
+    /// clients are exempt unless `limit_loopback` is set, because behind a reverse proxy on the
+    /// same machine every client has the proxy's address (list the proxy in `trusted_proxies`
+    /// to count the real clients instead).
     pub max_per_ip: usize,
 
     /// Apply `max_per_ip` to loopback peers too. Default `false` (see `max_per_ip`).
@@ -208,10 +238,12 @@ impl Default for Config {
             max_message_size: 64 * 1024,
             read_buffer_size: 4 * 1024,
             max_pending_bytes: 1024 * 1024,
+            max_buffered_bytes: 128 * 1024 * 1024,
             ping_interval: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(5),
             max_head_size: 16 * 1024,
             max_body_size: 64 * 1024,
+            response_timeout: Duration::from_secs(30),
             max_connections: 0,
             park_after: Duration::from_secs(5),
             thread_stack_size: 128 * 1024,
@@ -229,6 +261,8 @@ impl Default for Config {
             private_channels: Vec::new(),
             allowed_origins: Vec::new(),
             relay_protocol: None,
+            allowed_hosts: Vec::new(),
+            trusted_proxies: Vec::new(),
             max_per_ip: 1000,
             limit_loopback: false,
             relay_rate: 1000.0,

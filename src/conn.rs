@@ -74,15 +74,34 @@ struct Io {
     /// Read without waiting (on the parking thread); otherwise block (on a connection thread,
     /// until the socket's read timeout, `park_after`).
     nonblocking: bool,
+    /// How long a message that has started arriving may hold this connection's thread
+    /// (`park_after`; `None` when parking is off). Without it, a client that sends one byte
+    /// every few seconds never lets the read time out, and holds a thread for as long as it
+    /// likes (30 such clients took 30 threads). Past it the connection is parked with its
+    /// partial message intact; the parking thread reads the rest as it trickles in.
+    trickle_limit: Option<Duration>,
+    /// When the message being read started arriving (its first byte on this thread).
+    started: Option<Instant>,
 }
 
 impl Io {
     fn fill(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.nonblocking {
-            sys::recv_nonblocking(&*self.stream, buf)
-        } else {
-            (&*self.stream).read(buf)
+            return sys::recv_nonblocking(&*self.stream, buf);
         }
+        if let (Some(limit), Some(started)) = (self.trickle_limit, self.started) {
+            if started.elapsed() >= limit {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "message arriving too slowly",
+                ));
+            }
+        }
+        let n = (&*self.stream).read(buf)?;
+        if n > 0 && self.started.is_none() {
+            self.started = Some(Instant::now());
+        }
+        Ok(n)
     }
 
     /// Frees the read-ahead buffer if nothing is left in it (the connection is going idle).
@@ -204,6 +223,8 @@ impl Conn {
             pos: 0,
             ahead_size: cfg.read_buffer_size,
             nonblocking: false,
+            trickle_limit: (!cfg.park_after.is_zero()).then_some(cfg.park_after),
+            started: None,
         };
         let ws = WebSocket::from_partially_read(io, early, Role::Server, Some(ws_config(cfg)));
         Conn {
@@ -226,7 +247,11 @@ impl Conn {
     /// already read) until the connection ends or stays silent for the socket's read timeout.
     pub(crate) fn run(&mut self, mut first: Option<WsResult<Message>>) -> Stop {
         loop {
-            let result = first.take().unwrap_or_else(|| self.ws.read());
+            let result = first.take().unwrap_or_else(|| {
+                // A new message: its trickle deadline starts with its first byte.
+                self.ws.get_mut().started = None;
+                self.ws.read()
+            });
             if is_idle(&result) {
                 self.ws.get_mut().release();
                 return Stop::Idle;
@@ -246,7 +271,12 @@ impl Conn {
             let result = self.ws.read();
             match result {
                 Ok(Message::Ping(_) | Message::Pong(_)) => {
-                    if !self.step(result) {
+                    if !self.endpoint.control(false) {
+                        // Over its rate limit: wait for it on a thread of its own.
+                        outcome = Poke::Wake(Some(result));
+                        break;
+                    }
+                    if !self.heartbeat(result) {
                         break; // the dispatcher is gone; the wake-up ends it
                     }
                 }
@@ -281,14 +311,10 @@ impl Conn {
                 host.report(id, || Payload::Binary(data.to_vec()));
                 Data::Binary(data)
             }
-            Ok(Message::Ping(_)) => {
-                // tungstenite queued the pong; flushing writes it into `written`.
-                let _ = self.ws.flush();
-                let bytes = std::mem::take(&mut self.ws.get_mut().written);
-                // An error means the dispatcher is gone: the server is shutting down.
-                return self.tx.send(Event::Control { id, bytes }).is_ok();
+            Ok(Message::Ping(_) | Message::Pong(_)) => {
+                self.endpoint.control(true);
+                return self.heartbeat(result);
             }
-            Ok(Message::Pong(_)) => return self.tx.send(Event::Pong { id }).is_ok(),
             Ok(Message::Close(close)) => {
                 trace!("client {id} sent Close {close:?}");
                 // Writes the reply Close into `written` (then reports ConnectionClosed).
@@ -317,6 +343,21 @@ impl Conn {
                 false
             }
             Err(Refused::Stopped) => false,
+        }
+    }
+
+    /// Answers a ping (tungstenite's pong goes to the dispatcher) or notes a pong; `false`
+    /// when the dispatcher is gone (the server is shutting down).
+    fn heartbeat(&mut self, result: WsResult<Message>) -> bool {
+        let id = self.id;
+        match result {
+            Ok(Message::Ping(_)) => {
+                // tungstenite queued the pong; flushing writes it into `written`.
+                let _ = self.ws.flush();
+                let bytes = std::mem::take(&mut self.ws.get_mut().written);
+                self.tx.send(Event::Control { id, bytes }).is_ok()
+            }
+            _ => self.tx.send(Event::Pong { id }).is_ok(),
         }
     }
 

@@ -1,5 +1,5 @@
 //! What a host program sees of the server and how it steers it: events about clients, and
-//! hooks for admission and for chat messages. Nothing here exposes tungstenite or tiny_http.
+//! hooks for admission and for chat messages. Nothing here exposes tungstenite.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

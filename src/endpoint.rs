@@ -1,16 +1,18 @@
 //! Where a connection's messages go. A connection (`conn.rs`) knows frames; its endpoint knows
 //! what they are for: the relay and echo pass frames to the dispatcher as they are
-//! ([`Frames`]), the chat parses them for the chat worker (`chat_worker::ChatEndpoint`).
+//! ([`Frames`]), the chat parses them for the chat worker (`chat::ingress::ChatEndpoint`).
 //!
 //! Endpoints run on the connection's own thread (or the parking thread), never on the
 //! dispatcher, so whatever they cost (a rate limit's wait, JSON parsing, the host's filter)
 //! slows only that client.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use tungstenite::Bytes;
 
+use crate::budget::Budget;
 use crate::frame;
 use crate::hub::{ClientId, Event};
 use crate::ratelimit::TokenBucket;
@@ -35,6 +37,16 @@ pub(crate) trait Endpoint: Send {
     /// A complete data message.
     fn message(&mut self, data: Data) -> Result<(), Refused>;
 
+    /// A ping or pong arrived: count it toward the endpoint's rate limit, if it has one, so a
+    /// ping flood costs the server no more than a message flood. With `may_wait` (on the
+    /// connection's own thread) wait for the limit; without (on the parking thread, which
+    /// serves every idle connection and must never sleep) return `false` when over it, and
+    /// the connection gets a thread of its own to wait on.
+    fn control(&mut self, may_wait: bool) -> bool {
+        let _ = may_wait;
+        true
+    }
+
     /// The connection's last frame (the reply to the client's Close, or our Close), to be
     /// written after everything this endpoint passed on before. `false`: the server is gone.
     fn last_frame(&mut self, bytes: Vec<u8>) -> bool;
@@ -48,11 +60,22 @@ pub(crate) struct Frames {
     id: ClientId,
     tx: Sender<Event>,
     throttle: Throttle,
+    budget: Arc<Budget>,
 }
 
 impl Frames {
-    pub(crate) fn new(id: ClientId, tx: Sender<Event>, throttle: Throttle) -> Frames {
-        Frames { id, tx, throttle }
+    pub(crate) fn new(
+        id: ClientId,
+        tx: Sender<Event>,
+        throttle: Throttle,
+        budget: Arc<Budget>,
+    ) -> Frames {
+        Frames {
+            id,
+            tx,
+            throttle,
+            budget,
+        }
     }
 }
 
@@ -64,9 +87,21 @@ impl Endpoint for Frames {
             Data::Binary(data) => (frame::BINARY, data),
         };
         let id = self.id;
+        // Wait here, on this client's thread, while the server holds too much for delivery:
+        // TCP slows this sender; the dispatcher gives the bytes back once it handled them.
+        self.budget.take(data.len());
         self.tx
             .send(Event::Message { id, opcode, data })
             .map_err(|_| Refused::Stopped)
+    }
+
+    fn control(&mut self, may_wait: bool) -> bool {
+        if may_wait {
+            self.throttle.wait();
+            true
+        } else {
+            self.throttle.try_take()
+        }
     }
 
     fn last_frame(&mut self, bytes: Vec<u8>) -> bool {
@@ -92,6 +127,14 @@ impl Throttle {
         Throttle {
             bucket: (rate > 0.0).then(|| TokenBucket::new(rate, burst.max(1.0))),
             rate,
+        }
+    }
+
+    /// Takes a token if one is there now.
+    fn try_take(&mut self) -> bool {
+        match &mut self.bucket {
+            Some(bucket) => bucket.try_take(Instant::now()),
+            None => true,
         }
     }
 

@@ -1,5 +1,6 @@
-//! Reading one HTTP request head off a socket we own, bounded in size and time, and writing
-//! small error responses. Both the WebSocket path and the forwarding to tiny_http start here.
+//! HTTP/1.1 messages on a socket we own: reading a request head and a `Content-Length` body,
+//! each bounded in size and time, and writing responses within a deadline. Both the WebSocket
+//! handshake and the plain HTTP endpoints (`web.rs`) start here.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -17,7 +18,7 @@ pub(crate) struct Head {
     pub target: String,
     /// HTTP minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor_version: u8,
-    /// Header names as sent (case kept, for forwarding) with their raw values.
+    /// Header names as sent (case kept) with their raw values.
     pub headers: Vec<(String, Vec<u8>)>,
     /// Bytes read past the end of the head: the start of a body, or of the first WebSocket
     /// frames from a client that did not wait for the 101.
@@ -97,8 +98,12 @@ pub(crate) fn percent_decode(s: &str) -> Option<String> {
 /// Why no head could be read.
 #[derive(Debug)]
 pub(crate) enum HeadError {
-    /// The head did not arrive within the time allowed: 408.
+    /// Part of a head arrived, but not all of it within the time allowed: 408.
     Timeout,
+    /// Not one byte arrived within the time allowed. A first head answers this with 408 (the
+    /// client connected and said nothing); a kept-alive connection that stays idle is closed
+    /// without an answer, as RFC 9112 9.3 allows.
+    Idle,
     /// The head is larger than allowed, or has too many lines: 431.
     TooLarge,
     /// Not HTTP: 400.
@@ -112,18 +117,42 @@ pub(crate) enum HeadError {
 /// The deadline covers the whole head, not each read, so a client that trickles one byte at a
 /// time still releases the thread after `timeout`.
 pub(crate) fn read_head(
+    stream: &TcpStream,
+    max: usize,
+    timeout: Duration,
+) -> Result<Head, HeadError> {
+    read_head_after(stream, Vec::new(), max, timeout)
+}
+
+/// [`read_head`] for a head whose first bytes, `carried`, were already read with the previous
+/// request on a kept-alive connection (a pipelining client sends several at once). The same
+/// bounds apply: `max` bytes including `carried`, `timeout` in total.
+pub(crate) fn read_head_after(
     mut stream: &TcpStream,
+    carried: Vec<u8>,
     max: usize,
     timeout: Duration,
 ) -> Result<Head, HeadError> {
     let deadline = Instant::now() + timeout;
+    if carried.len() > max {
+        return Err(HeadError::TooLarge);
+    }
+    if carried.windows(4).any(|w| w == b"\r\n\r\n") {
+        return parse(&carried);
+    }
+    let mut filled = carried.len();
+    let mut buf = carried;
     // 1 KiB first: a typical browser head is 400-800 bytes; grown as needed up to `max`.
-    let mut buf = vec![0u8; 1024];
-    let mut filled = 0;
+    buf.resize(filled.max(1024).min(max), 0);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
+        let timed_out = if filled == 0 {
+            HeadError::Idle
+        } else {
+            HeadError::Timeout
+        };
         if left.is_zero() {
-            return Err(HeadError::Timeout);
+            return Err(timed_out);
         }
         stream
             .set_read_timeout(Some(left))
@@ -144,7 +173,7 @@ pub(crate) fn read_head(
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                return Err(HeadError::Timeout);
+                return Err(timed_out);
             }
             Err(_) => return Err(HeadError::Closed),
         };
@@ -230,6 +259,112 @@ pub(crate) fn linger_close(mut stream: &TcpStream) {
             Ok(n) => drained += n,
         }
     }
+}
+
+/// Why a request body could not be read.
+#[derive(Debug)]
+pub(crate) enum BodyError {
+    /// The body did not arrive before the deadline: 408.
+    Timeout,
+    /// The peer closed or reset before sending all of it: nothing to answer.
+    Closed,
+}
+
+/// Reads a `length`-byte body that starts with the bytes already in `rest`, before `deadline`.
+/// Returns the body; `rest` keeps what followed it (the next request of a pipelining client).
+///
+/// The caller has checked `length` against `max_body_size`, so the buffer is bounded.
+pub(crate) fn read_body(
+    mut stream: &TcpStream,
+    rest: &mut Vec<u8>,
+    length: usize,
+    deadline: Instant,
+) -> Result<Vec<u8>, BodyError> {
+    let mut body = std::mem::take(rest);
+    if body.len() > length {
+        *rest = body.split_off(length);
+        return Ok(body);
+    }
+    body.reserve_exact(length - body.len());
+    let mut chunk = [0u8; 4096];
+    while body.len() < length {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return Err(BodyError::Timeout);
+        }
+        // Never read past the body: what follows is the next request's head, read by
+        // `read_head_after` with its own bounds.
+        let want = (length - body.len()).min(chunk.len());
+        match stream.read(&mut chunk[..want]) {
+            Ok(0) => return Err(BodyError::Closed),
+            Ok(n) => body.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(BodyError::Timeout);
+            }
+            Err(_) => return Err(BodyError::Closed),
+        }
+    }
+    Ok(body)
+}
+
+/// Writes all of `bytes` before `deadline`, or fails with `TimedOut`.
+///
+/// A write timeout alone bounds each `write`, not the response: a reader that takes one
+/// segment per timeout would hold the thread for as long as it likes. Writes go in pieces of at
+/// most 64 KiB, each given only the time left.
+pub(crate) fn write_within(
+    mut stream: &TcpStream,
+    bytes: &[u8],
+    deadline: Instant,
+) -> io::Result<()> {
+    let mut sent = 0;
+    while sent < bytes.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        stream.set_write_timeout(Some(left))?;
+        let end = (sent + 64 * 1024).min(bytes.len());
+        match stream.write(&bytes[sent..end]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// The head of a response: status line, `headers`, `Content-Length` (unless `length` is
+/// `None`, as for a 304) and `Connection`, then the blank line.
+pub(crate) fn response_head(
+    status: u16,
+    headers: &[(&str, &str)],
+    length: Option<u64>,
+    keep_alive: bool,
+) -> Vec<u8> {
+    let mut out = format!("HTTP/1.1 {status} {}\r\n", reason(status));
+    for (name, value) in headers {
+        out.push_str(name);
+        out.push_str(": ");
+        out.push_str(value);
+        out.push_str("\r\n");
+    }
+    if let Some(length) = length {
+        out.push_str(&format!("Content-Length: {length}\r\n"));
+    }
+    out.push_str(if keep_alive {
+        "Connection: keep-alive\r\n\r\n"
+    } else {
+        "Connection: close\r\n\r\n"
+    });
+    out.into_bytes()
 }
 
 /// The reason phrase for the statuses this server sends.

@@ -2,8 +2,9 @@
 //!
 //! One thread per connection reads frames (blocking, so an idle client costs no wake-ups);
 //! one dispatcher thread fans messages out with non-blocking, batched writes, so a slow client
-//! never delays the others. The page and small HTTP endpoints are served by tiny_http. See
-//! `ARCHITECTURE.md` for the threads and the path of a message.
+//! never delays the others. The page and the small HTTP endpoints are answered on the same
+//! port, by the connection's own thread, with HTTP/1.1 keep-alive. See `ARCHITECTURE.md` for
+//! the threads and the path of a message.
 //!
 //! Embed it in a synchronous program:
 //!
@@ -19,22 +20,22 @@
 //! server.join();
 //! # Ok::<(), wschat::Error>(())
 //! ```
-// deny, not forbid: the OS wrappers (src/sys.rs, src/bench/sys.rs) opt in with a module-level
-// allow, each unsafe block with its SAFETY comment; forbid could not be overridden there.
+// deny, not forbid: the OS wrapper (src/sys.rs) opts in with a module-level allow, each
+// unsafe block with its SAFETY comment; forbid could not be overridden there.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
 mod assets;
 mod auth;
+mod budget;
 mod chat;
-mod chat_worker;
 mod config;
 mod conn;
 mod embed;
 mod endpoint;
 mod error;
+mod forwarded;
 mod frame;
-mod history;
 mod http;
 mod hub;
 mod jwt;
@@ -50,21 +51,25 @@ mod upgrade;
 mod web;
 
 pub use chat::ChatConfig;
+pub use chat::Fsync;
 pub use config::Config;
 pub use embed::{AdmitRequest, Payload, ServerEvent};
 pub use error::{Error, Result};
-pub use history::Fsync;
+pub use forwarded::Cidr;
 #[cfg(feature = "jwt")]
 pub use jwt::{TokenClaims, sign_token};
 pub use server::{Builder, Handle, Server};
 pub use sys::{Signal, block_shutdown_signals, raise_fd_limit, wait_signal};
 
-/// `wschat bench`: the synchronous load-test client (fanout, echo, connect, idle scenarios).
-pub mod bench;
-
-/// Internals exposed for `benches/` only: not part of the public API, may change at any time.
+/// Internals exposed for `benches/`, the binary's `wschat bench` and `tests/it` only: not part
+/// of the public API, may change at any time.
 #[doc(hidden)]
 pub mod internals {
+    /// The frame codec (server and client frames, header decoding) of `src/frame.rs`.
+    pub mod frame {
+        pub use crate::frame::*;
+    }
+
     /// Appends one unmasked server frame (text opcode) with `payload` to `out`.
     pub fn encode_text_frame(payload: &[u8], out: &mut Vec<u8>) {
         crate::frame::encode(crate::frame::TEXT, payload, out);

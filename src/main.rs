@@ -1,5 +1,13 @@
 //! The `wschat` binary: arguments in, server (or bench client) out, errors to an exit code.
+//!
+//! The load tester (`wschat bench`, src/bench/) is a module of the binary, not of the library:
+//! programs that embed wschat compile none of it.
 
+// As in the library: the bench's OS wrapper (src/bench/sys.rs) opts in with a module-level
+// allow, each unsafe block with its SAFETY comment.
+#![deny(unsafe_code)]
+
+mod bench;
 mod cli;
 
 use std::process::ExitCode;
@@ -10,7 +18,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match cli::parse(&args) {
         Ok(Command::Serve(config)) => serve(*config),
-        Ok(Command::Bench(args)) => match wschat::bench::run_from_args(&args) {
+        Ok(Command::Bench(args)) => match bench::run_from_args(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("wschat bench: {e}");

@@ -42,6 +42,13 @@ pub(crate) struct Stats {
     pub chat_commit: Histogram,
     /// Commits of the history log that failed (the disk is full or failing).
     pub chat_commit_failures: AtomicU64,
+    /// 1 while the history log cannot be written (since the last failed commit).
+    pub chat_log_failing: AtomicUsize,
+    /// Bytes held for delivery (the budget's use, sampled each dispatcher batch) and its cap.
+    pub buffered: AtomicUsize,
+    pub buffered_limit: AtomicUsize,
+    /// Clients disconnected because the server's delivery budget was spent.
+    pub budget_disconnects: AtomicU64,
 }
 
 /// Upper bounds of [`Histogram`]'s buckets, in seconds: from a page-cache write (tens of
@@ -173,7 +180,7 @@ impl Stats {
         metric(
             "wschat_http_requests_total",
             "counter",
-            "Plain HTTP requests answered (page, health, metrics, publish).",
+            "Plain HTTP requests answered (pages, /healthz, /metrics, /api/publish).",
             self.http_requests.load(Relaxed),
         );
         metric(
@@ -199,6 +206,30 @@ impl Stats {
             "gauge",
             "Chat users connected.",
             self.chat_users.load(Relaxed) as u64,
+        );
+        metric(
+            "wschat_buffered_bytes",
+            "gauge",
+            "Bytes held for delivery: messages waiting for the dispatcher plus every client's unsent queue.",
+            self.buffered.load(Relaxed) as u64,
+        );
+        metric(
+            "wschat_buffered_bytes_limit",
+            "gauge",
+            "The cap on wschat_buffered_bytes (max_buffered_bytes).",
+            self.buffered_limit.load(Relaxed) as u64,
+        );
+        metric(
+            "wschat_memory_budget_disconnects_total",
+            "counter",
+            "Clients disconnected (1008) because the server's delivery budget was spent, furthest behind first.",
+            self.budget_disconnects.load(Relaxed),
+        );
+        metric(
+            "wschat_chat_log_failing",
+            "gauge",
+            "1 while the chat history log cannot be written (a full or failing disk), 0 once it is again.",
+            self.chat_log_failing.load(Relaxed) as u64,
         );
         metric(
             "wschat_chat_commit_failures_total",

@@ -61,6 +61,13 @@ pub(crate) fn recv_nonblocking(fd: &impl AsRawFd, buf: &mut [u8]) -> io::Result<
     }
 }
 
+/// Takes an exclusive `flock(2)` on `file` without waiting; `WouldBlock` when another open
+/// file (another server, in this process or another) holds it. Released when `file` closes.
+pub(crate) fn try_lock_exclusive(file: &impl AsRawFd) -> io::Result<()> {
+    // SAFETY: plain syscall on a borrowed, open descriptor.
+    cvt(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }).map(drop)
+}
+
 /// Gives free heap pages back to the operating system (glibc's `malloc_trim`), including
 /// pages in the middle of the heap that `free` alone keeps. After a burst of connections goes
 /// idle, their transient buffers are free but interleaved with the connections' long-lived

@@ -1,5 +1,5 @@
 //! A seeded PRNG for the unit tests' fuzz loops (xorshift64*, the same generator as
-//! `tests/common::XorShift`): repeatable from a printed seed, no dependency.
+//! `tests/it/common::XorShift`): repeatable from a printed seed, no dependency.
 
 /// xorshift64*; the seed must not be 0.
 pub(crate) struct Rng(pub u64);

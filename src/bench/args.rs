@@ -51,7 +51,8 @@ pub struct Target {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub scenario: Scenario,
-    pub target: Target,
+    /// One or more servers (a cluster's nodes); connection `i` goes to `targets[i % len]`.
+    pub targets: Vec<Target>,
     pub mode: Mode,
     pub conns: usize,
     pub senders: usize,
@@ -96,7 +97,11 @@ Scenarios:
   idle      open N connections, hold them D seconds; server memory per connection
 
 Options (default in brackets; per scenario where it differs):
-  -u, --url URL              server URL [ws://127.0.0.1:8080/; echo: ws://127.0.0.1:8080/echo]
+  -u, --url URL[,URL...]     server URL [ws://127.0.0.1:8080/; echo: ws://127.0.0.1:8080/echo];
+                             repeat it (or give a comma-separated list) to spread the
+                             connections over several servers, e.g. the nodes of a cluster:
+                             connection i goes to URL i mod N (senders too), and a message
+                             is expected by every receiver on every node (not for idle)
   -m, --mode relay|chat|echo who receives a message: relay = every other connection,
                              chat = everyone incl. the sender (wschat /chat JSON), echo = sender
                              [fanout: relay; echo: echo]
@@ -191,7 +196,7 @@ fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
 /// Parses everything after `bench`.
 pub fn parse(args: &[String]) -> Result<Command, String> {
     let mut scenario = None;
-    let mut url = None;
+    let mut urls: Vec<String> = Vec::new();
     let mut mode = None;
     let mut conns = None;
     let mut senders = None;
@@ -228,7 +233,15 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         };
         match flag {
             "-h" | "--help" => return Ok(Command::Help(usage())),
-            "-u" | "--url" => url = Some(value()?),
+            "-u" | "--url" => {
+                let v = value()?;
+                urls.extend(
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|u| !u.is_empty())
+                        .map(String::from),
+                );
+            }
             "-m" | "--mode" => {
                 mode = Some(match value()?.as_str() {
                     "relay" => Mode::Relay,
@@ -290,7 +303,16 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         Scenario::Echo => "ws://127.0.0.1:8080/echo",
         _ => "ws://127.0.0.1:8080/",
     };
-    let target = parse_url(url.as_deref().unwrap_or(default_url))?;
+    if urls.is_empty() {
+        urls.push(default_url.to_owned());
+    }
+    let targets = urls
+        .iter()
+        .map(|u| parse_url(u))
+        .collect::<Result<Vec<_>, _>>()?;
+    if scenario == Scenario::Idle && targets.len() > 1 {
+        return Err("idle measures one server's memory: give one --url".to_owned());
+    }
     let mode = mode.unwrap_or(match scenario {
         Scenario::Echo => Mode::Echo,
         _ => Mode::Relay,
@@ -343,11 +365,11 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         return Err("--concurrency must be at least 1".to_owned());
     }
     if scenario == Scenario::Idle && server_pid.is_none() && metrics_url.is_none() {
-        metrics_url = Some(format!("http://{}/metrics", target.addr));
+        metrics_url = Some(format!("http://{}/metrics", targets[0].addr));
     }
     Ok(Command::Run(Box::new(Options {
         scenario,
-        target,
+        targets,
         mode,
         conns,
         senders,
@@ -389,8 +411,8 @@ mod tests {
     fn fanout_defaults() {
         let o = run("fanout");
         assert_eq!(o.scenario, Scenario::Fanout);
-        assert_eq!(o.target.addr, "127.0.0.1:8080".parse().unwrap());
-        assert_eq!(o.target.path, "/");
+        assert_eq!(o.targets[0].addr, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(o.targets[0].path, "/");
         assert_eq!((o.conns, o.senders, o.window, o.payload), (100, 10, 64, 64));
         assert_eq!(o.rate, Rate::PerSec(1000.0));
         assert_eq!(o.mode, Mode::Relay);
@@ -403,7 +425,7 @@ mod tests {
         let o = run("echo");
         assert_eq!((o.conns, o.senders, o.window), (1, 1, 1));
         assert_eq!((o.mode, o.rate), (Mode::Echo, Rate::Max));
-        assert_eq!(o.target.path, "/echo");
+        assert_eq!(o.targets[0].path, "/echo");
         let o = run("idle -c 10000 --url ws://127.0.0.1:9001");
         assert_eq!((o.conns, o.senders), (10000, 0));
         assert_eq!(
@@ -421,9 +443,9 @@ mod tests {
              -d 1.5 --drain=500ms -k 32 --connect-timeout 3s --connect-deadline 1m -t 3 \
              --batch 150us --server-pid 7 --metrics-url http://x/metrics --json -q",
         );
-        assert_eq!(o.target.addr.port(), 9000);
-        assert_eq!(o.target.host, "localhost:9000");
-        assert_eq!(o.target.path, "/chat");
+        assert_eq!(o.targets[0].addr.port(), 9000);
+        assert_eq!(o.targets[0].host, "localhost:9000");
+        assert_eq!(o.targets[0].path, "/chat");
         assert_eq!(o.mode, Mode::Chat);
         assert_eq!((o.conns, o.senders, o.window, o.payload), (1000, 1, 8, 128));
         assert_eq!(o.rate, Rate::PerSec(200.0));
@@ -438,6 +460,18 @@ mod tests {
         assert!(o.json && o.quiet);
         assert_eq!(run("fanout --rate max").rate, Rate::Max);
         assert_eq!(run("fanout -s 500 -c 20").senders, 20);
+    }
+
+    #[test]
+    fn several_urls_repeated_or_listed_in_order() {
+        let o = run("fanout --url ws://127.0.0.1:9001/ -u ws://127.0.0.1:9002/a,ws://[::1]:9003/");
+        let ports: Vec<u16> = o.targets.iter().map(|t| t.addr.port()).collect();
+        assert_eq!(ports, [9001, 9002, 9003]);
+        assert_eq!(o.targets[1].path, "/a");
+        assert_eq!(o.targets[2].host, "[::1]:9003");
+        assert_eq!(run("fanout").targets.len(), 1);
+        assert!(err("idle -u ws://127.0.0.1:1/ -u ws://127.0.0.1:2/").contains("one --url"));
+        assert!(err("fanout -u ws://127.0.0.1:1/,http://x/").contains("only ws://"));
     }
 
     #[test]

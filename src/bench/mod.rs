@@ -2,20 +2,18 @@
 //! or echoes text.
 //!
 //! Like the server it has no async runtime: a few worker threads, each with its own epoll over a
-//! share of the non-blocking connections (one process drives 10,000+), a hand-written client
-//! frame codec, and bench messages that carry sender, sequence number and send time so that
-//! every receiver measures latency, loss, duplicates and reordering. See [`run_from_args`](crate::bench::run_from_args) and
-//! `wschat bench --help`.
+//! share of the non-blocking connections (one process drives 10,000+), the library's frame
+//! codec (headers decoded in place, no allocation per frame), and bench messages that carry
+//! sender, sequence number and send time so that every receiver measures latency, loss,
+//! duplicates and reordering. See [`run_from_args`] and `wschat bench --help`.
 //!
-//! ```no_run
-//! let args: Vec<String> = ["fanout", "-c", "100", "-s", "10", "-r", "max", "-d", "5"]
-//!     .iter().map(|s| s.to_string()).collect();
-//! wschat::bench::run_from_args(&args).unwrap();
-//! ```
+//! A module of the `wschat` binary, not of the library: embedding programs compile none of it.
+//! The frame codec it shares with the server and the tests is `src/frame.rs`, reached through
+//! `wschat::internals::frame`.
 
 mod args;
-mod codec;
 mod hist;
+mod mask;
 mod payload;
 mod sys;
 mod track;
@@ -26,7 +24,7 @@ use std::hash::BuildHasher;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::{Relaxed, Release};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -47,15 +45,8 @@ use worker::{FAILURE_KINDS, PHASE_DRAIN, PHASE_SEND, PHASE_STOP, Shared, counter
 /// Bad arguments, a server that cannot be reached at all, or a failure to create threads or
 /// epoll instances; the message is meant for the user.
 ///
-/// ```no_run
-/// // 100 connections to a relay, 10 of them sending as fast as the window allows, for 5 s.
-/// let args: Vec<String> = "fanout --url ws://127.0.0.1:8080/ -c 100 -s 10 --rate max -d 5"
-///     .split_whitespace()
-///     .map(String::from)
-///     .collect();
-/// wschat::bench::run_from_args(&args)?;
-/// # Ok::<(), String>(())
-/// ```
+/// For example (100 connections to a relay, 10 of them sending as fast as the window allows,
+/// for 5 s): `wschat bench fanout --url ws://127.0.0.1:8080/ -c 100 -s 10 --rate max -d 5`.
 pub fn run_from_args(args: &[String]) -> Result<(), String> {
     let opts = match args::parse(args)? {
         Command::Help(text) => {
@@ -176,10 +167,19 @@ fn nap(until: Instant) {
     thread::sleep(left.min(Duration::from_millis(10)));
 }
 
+/// Sleeps up to 1 ms, less if `until` comes sooner: the drain's check, so that it ends soon
+/// after the last delivery is published (workers publish every 2 ms while draining).
+fn nap_briefly(until: Instant) {
+    let left = until.saturating_duration_since(Instant::now());
+    thread::sleep(left.min(Duration::from_millis(1)));
+}
+
 fn run(opts: Options) -> Result<Report, String> {
-    // Check the server is there before spawning anything: a clear error beats 1000 failures.
-    TcpStream::connect_timeout(&opts.target.addr, Duration::from_secs(3))
-        .map_err(|e| format!("cannot connect to {}: {e}", opts.target.addr))?;
+    // Check every server is there before spawning anything: a clear error beats 1000 failures.
+    for target in &opts.targets {
+        TcpStream::connect_timeout(&target.addr, Duration::from_secs(3))
+            .map_err(|e| format!("cannot connect to {}: {e}", target.addr))?;
+    }
 
     let rss_before = match opts.scenario {
         Scenario::Idle => Some(server_rss(&opts)?),
@@ -277,16 +277,21 @@ fn send_phase(shared: &Shared, progress: &mut Progress) -> SendWindow {
     }
     shared.phase.store(PHASE_DRAIN, Relaxed);
     let send_end = now_ns();
-    // Drain: until every expected delivery arrived (as last published by the workers), the
-    // drain time is up, or Ctrl-C.
+    // Drain: until every expected delivery arrived, the drain time is up (the bound: a lost
+    // message never arrives), or Ctrl-C. `EXPECTED` is final only once every worker has
+    // published its last sends: comparing before that (workers publish every 50 ms while
+    // sending) could find the deliveries equal to a stale expected count and stop while the
+    // last sends were still in flight, reporting them lost (issue 14).
     let until = Instant::now() + opts.drain;
     while Instant::now() < until && !sys::interrupted() {
+        // Acquire: pairs with each worker's Release increment after publishing its counters.
+        let all_published = shared.drained_workers.load(Acquire) == opts.threads;
         let t = Totals::of(shared);
-        if t.c[counter::RECEIVED] >= t.c[counter::EXPECTED] {
+        if all_published && t.c[counter::RECEIVED] >= t.c[counter::EXPECTED] {
             break;
         }
         progress.tick(shared, "drain");
-        nap(until);
+        nap_briefly(until);
     }
     let end = now_ns();
     let wall = (end - start) as f64 / 1e9;
@@ -323,9 +328,17 @@ fn report(
         .map(|(i, k)| ((*k).to_owned(), json!(c[counter::FAIL_BASE + i])))
         .collect();
     let scenario = format!("{:?}", opts.scenario).to_lowercase();
+    let urls: Vec<String> = opts
+        .targets
+        .iter()
+        .map(|t| format!("ws://{}{}", t.host, t.path))
+        .collect();
     let mut v = json!({
         "scenario": scenario,
-        "url": format!("ws://{}{}", opts.target.host, opts.target.path),
+        // One URL as before; several (connections spread round-robin) joined with commas, as
+        // --url accepts them, and listed in `urls`.
+        "url": urls.join(","),
+        "urls": urls,
         "mode": format!("{:?}", opts.mode).to_lowercase(),
         "threads": opts.threads,
         "conns": opts.conns,
@@ -344,11 +357,10 @@ fn report(
         "interrupted": sys::interrupted(),
     });
     let mut text = format!(
-        "wschat bench {scenario} -> ws://{}{} ({} threads)\n\
+        "wschat bench {scenario} -> {} ({} threads)\n\
          connections   {connected}/{} open in {connect_secs:.2} s ({:.0} handshakes/s, \
          handshake p50 {} p99 {}), failed {}{}, dropped later {}\n",
-        opts.target.host,
-        opts.target.path,
+        urls.join(" "),
         opts.threads,
         opts.conns,
         per_sec(connected, connect_secs),

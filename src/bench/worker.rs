@@ -10,15 +10,17 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::{Acquire, Relaxed};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
 use super::args::{Mode, Options, Rate};
-use super::codec::{self, CodecError, MaskRng};
+use wschat::internals::frame::{self, FrameError};
+
 use super::hist::Histogram;
+use super::mask::MaskRng;
 use super::payload::{self, BenchMsg};
 use super::sys::{self, EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, Epoll, Event};
 use super::track::{Seen, SeqTrack};
@@ -27,7 +29,9 @@ use super::track::{Seen, SeqTrack};
 pub const PHASE_CONNECT: u8 = 0;
 /// Senders send.
 pub const PHASE_SEND: u8 = 1;
-/// Senders stopped; receivers still count late deliveries.
+/// Senders stopped; receivers still count late deliveries. Each worker, on seeing it, publishes
+/// its counters (so the main thread's `EXPECTED` is final) and counts itself in
+/// [`Shared::drained_workers`].
 pub const PHASE_DRAIN: u8 = 2;
 /// Close everything and exit.
 pub const PHASE_STOP: u8 = 3;
@@ -126,6 +130,9 @@ pub struct Shared {
     /// server's fan-out order, so the window bounds what the server has queued.
     pub observers: [AtomicU32; 2],
     pub workers: Vec<WorkerStats>,
+    /// Workers that have seen [`PHASE_DRAIN`] and published every send they made: once all
+    /// have, the summed `EXPECTED` counter no longer moves and the drain can compare against it.
+    pub drained_workers: AtomicUsize,
 }
 
 impl Shared {
@@ -141,6 +148,7 @@ impl Shared {
             acked: (0..opts.senders).map(|_| AtomicU64::new(0)).collect(),
             observers: [AtomicU32::new(u32::MAX), AtomicU32::new(u32::MAX)],
             workers: (0..opts.threads).map(|_| WorkerStats::default()).collect(),
+            drained_workers: AtomicUsize::new(0),
             opts,
         }
     }
@@ -202,6 +210,14 @@ struct Conn {
     close_sent: bool,
 }
 
+impl Conn {
+    /// Which of `targets` servers this connection uses: round-robin by id, so that each server
+    /// gets an equal share of the connections and of the senders (ids 0..S).
+    fn target(&self, targets: usize) -> usize {
+        self.id as usize % targets
+    }
+}
+
 /// Bytes asked of each `read`; also the read buffer's minimum size. 256 KiB drains a socket
 /// carrying thousands of small frames in one syscall.
 const READ_CHUNK: usize = 256 * 1024;
@@ -214,8 +230,11 @@ const MAX_BURST: u64 = 1024;
 const MAX_FRAME: usize = 64 << 20;
 /// Largest HTTP response head accepted.
 const MAX_HEAD: usize = 16 * 1024;
-/// Stats are published this often; the progress line and the drain check see them this late.
+/// Stats are published this often while sending; the progress line sees them this late.
 const FLUSH_EVERY: Duration = Duration::from_millis(50);
+/// While draining, this often: the drain ends when the published deliveries reach the expected
+/// count, so this is how long after the last delivery the drain can notice it.
+const DRAIN_FLUSH_EVERY: Duration = Duration::from_millis(2);
 
 /// Runs one worker until the phase becomes [`PHASE_STOP`].
 pub fn run(shared: Arc<Shared>, index: usize) -> Result<(), String> {
@@ -252,7 +271,8 @@ struct Worker {
     text: Vec<u8>,
     rng: MaskRng,
     local: Local,
-    request_head: String,
+    /// Per target, the upgrade request up to the key.
+    request_heads: Vec<String>,
 }
 
 impl Worker {
@@ -281,12 +301,18 @@ impl Worker {
                 close_sent: false,
             })
             .collect();
-        let t = &shared.opts.target;
-        let request_head = format!(
-            "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Version: 13\r\nUser-Agent: wschat-bench\r\nSec-WebSocket-Key: ",
-            t.path, t.host
-        );
+        let request_heads = shared
+            .opts
+            .targets
+            .iter()
+            .map(|t| {
+                format!(
+                    "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                     Sec-WebSocket-Version: 13\r\nUser-Agent: wschat-bench\r\nSec-WebSocket-Key: ",
+                    t.path, t.host
+                )
+            })
+            .collect();
         let seed = now_ns() ^ ((index as u64 + 1) << 48) ^ u64::from(shared.run_id);
         Ok(Worker {
             shared,
@@ -301,7 +327,7 @@ impl Worker {
             text: Vec::new(),
             rng: MaskRng::new(seed),
             local: Local::default(),
-            request_head,
+            request_heads,
         })
     }
 
@@ -309,12 +335,23 @@ impl Worker {
         let mut events = Vec::with_capacity(1024);
         let mut last_flush = Instant::now();
         let mut last_scan = Instant::now();
+        let mut drain_published = false;
         loop {
             // Acquire: pairs with the main thread's Release store, so send_start_ns (stored
             // before PHASE_SEND) is visible once the phase is.
             let phase = self.shared.phase.load(Acquire);
             if phase == PHASE_STOP {
                 break;
+            }
+            if phase == PHASE_DRAIN && !drain_published {
+                // pace() runs only in an iteration that saw PHASE_SEND, and the phase never
+                // goes back: every send of this worker is in its local counters now. Publish
+                // them, then say so (Release: the main thread's Acquire load of the count sees
+                // the counters too).
+                self.flush_stats();
+                last_flush = Instant::now();
+                self.shared.drained_workers.fetch_add(1, Release);
+                drain_published = true;
             }
             if phase == PHASE_CONNECT {
                 self.start_connects();
@@ -350,7 +387,12 @@ impl Worker {
             if phase == PHASE_SEND {
                 self.pace();
             }
-            if last_flush.elapsed() >= FLUSH_EVERY {
+            let every = if phase == PHASE_DRAIN {
+                DRAIN_FLUSH_EVERY
+            } else {
+                FLUSH_EVERY
+            };
+            if last_flush.elapsed() >= every {
                 last_flush = Instant::now();
                 self.flush_stats();
             }
@@ -361,12 +403,13 @@ impl Worker {
     }
 
     fn start_connects(&mut self) {
-        let addr = self.shared.opts.target.addr;
+        let targets = &self.shared.opts.targets;
         while self.inflight < self.limit && self.next_start < self.conns.len() {
             let i = self.next_start;
             self.next_start += 1;
             let conn = &mut self.conns[i];
             conn.started_ns = now_ns();
+            let addr = targets[conn.target(targets.len())].addr;
             let stream = match sys::connect_nonblocking(addr) {
                 Ok(s) => s,
                 Err(e) => {
@@ -477,7 +520,8 @@ impl Worker {
         // Base64 of a 20-byte SHA-1: always 28 bytes.
         conn.accept.copy_from_slice(&accept.as_bytes()[..28]);
         conn.wbuf.clear();
-        conn.wbuf.extend_from_slice(self.request_head.as_bytes());
+        let head = &self.request_heads[conn.target(self.request_heads.len())];
+        conn.wbuf.extend_from_slice(head.as_bytes());
         conn.wbuf.extend_from_slice(key.as_bytes());
         conn.wbuf.extend_from_slice(b"\r\n\r\n");
         conn.state = State::Handshake;
@@ -689,11 +733,11 @@ impl Worker {
                     sent_ns: now,
                 };
                 payload::encode(&mut self.text, &msg, opts.payload);
-                codec::encode_masked(
-                    &mut conn.wbuf,
-                    codec::OP_TEXT,
+                frame::encode_masked(
+                    frame::FIN | frame::TEXT,
                     &self.text,
                     self.rng.next_mask(),
+                    &mut conn.wbuf,
                 );
                 conn.seq += 1;
             }
@@ -729,15 +773,15 @@ impl Worker {
         for i in 0..self.conns.len() {
             let conn = &mut self.conns[i];
             if conn.state == State::Open {
-                let mut frame = Vec::with_capacity(8);
-                codec::encode_masked(
-                    &mut frame,
-                    codec::OP_CLOSE,
+                let mut close = Vec::with_capacity(8);
+                frame::encode_masked(
+                    frame::FIN | frame::CLOSE,
                     &1000u16.to_be_bytes(),
                     self.rng.next_mask(),
+                    &mut close,
                 );
                 if let Some(s) = conn.stream.as_mut() {
-                    let _ = s.write(&frame);
+                    let _ = s.write(&close);
                 }
                 self.shared.open.fetch_sub(1, Relaxed);
                 self.shared.open_flags[conn.id as usize].store(false, Relaxed);
@@ -758,58 +802,58 @@ struct Ctx<'a> {
     now: u64,
 }
 
-/// Parses complete frames from the start of `buf`; returns the bytes used.
-fn parse_frames(conn: &mut Conn, buf: &mut [u8], ctx: &mut Ctx<'_>) -> Result<usize, CodecError> {
+/// Parses complete frames from the start of `buf` (in place: unmasking, if a server masks,
+/// happens in the buffer; nothing is allocated per frame); returns the bytes used.
+fn parse_frames(conn: &mut Conn, buf: &mut [u8], ctx: &mut Ctx<'_>) -> Result<usize, FrameError> {
     let mut pos = 0;
-    while let Some(head) = codec::parse_head(&buf[pos..], MAX_FRAME)? {
-        let end = pos + head.total_len();
+    while let Some(head) = frame::parse_head(&buf[pos..]) {
+        head.check(MAX_FRAME)?;
+        // check() bounds payload_len by MAX_FRAME, a usize: the cast and the sum are exact.
+        let end = pos + head.header_len + head.payload_len as usize;
         if end > buf.len() {
             break;
         }
         let body = &mut buf[pos + head.header_len..end];
         if let Some(mask) = head.mask {
-            codec::apply_mask(body, mask);
+            frame::apply_mask(body, mask);
         }
         pos = end;
         match head.opcode {
-            codec::OP_TEXT | codec::OP_BINARY if head.fin => {
+            frame::TEXT | frame::BINARY if head.fin => {
                 if conn.frag.is_some() {
-                    return Err(CodecError::BadOpcode(head.opcode));
+                    return Err(FrameError::BadOpcode(head.opcode));
                 }
                 on_message(conn, body, ctx);
             }
-            codec::OP_TEXT | codec::OP_BINARY => {
+            frame::TEXT | frame::BINARY => {
                 if conn.frag.is_some() {
-                    return Err(CodecError::BadOpcode(head.opcode));
+                    return Err(FrameError::BadOpcode(head.opcode));
                 }
                 conn.frag = Some((head.opcode, body.to_vec()));
             }
-            codec::OP_CONTINUATION => {
+            frame::CONTINUATION => {
                 let Some((_, mut data)) = conn.frag.take() else {
-                    return Err(CodecError::BadOpcode(head.opcode));
+                    return Err(FrameError::BadOpcode(head.opcode));
                 };
                 data.extend_from_slice(body);
                 if data.len() > MAX_FRAME {
-                    return Err(CodecError::TooLarge(data.len() as u64));
+                    return Err(FrameError::TooLarge(data.len() as u64));
                 }
                 if head.fin {
                     on_message(conn, &data, ctx);
                 } else {
-                    conn.frag = Some((codec::OP_TEXT, data));
+                    conn.frag = Some((frame::TEXT, data));
                 }
             }
-            codec::OP_PING => {
-                codec::encode_masked(&mut conn.wbuf, codec::OP_PONG, body, ctx.rng.next_mask());
+            frame::PING => {
+                let mask = ctx.rng.next_mask();
+                frame::encode_masked(frame::FIN | frame::PONG, body, mask, &mut conn.wbuf);
             }
-            codec::OP_CLOSE => {
+            frame::CLOSE => {
                 if !conn.close_sent {
                     let code = if body.len() >= 2 { &body[..2] } else { &[][..] };
-                    codec::encode_masked(
-                        &mut conn.wbuf,
-                        codec::OP_CLOSE,
-                        code,
-                        ctx.rng.next_mask(),
-                    );
+                    let mask = ctx.rng.next_mask();
+                    frame::encode_masked(frame::FIN | frame::CLOSE, code, mask, &mut conn.wbuf);
                     conn.close_sent = true;
                 }
                 // Anything after a Close is ignored; the caller flushes and then drops us.

@@ -8,7 +8,7 @@
 //! ([`poller::run_poller`]) reports when that socket can take more. A client whose queue passes
 //! `max_pending_bytes` is disconnected, so one slow client can neither delay the others nor make
 //! the server hold unbounded memory. The chat's logic and its disk writes run on the chat
-//! worker (`chat_worker.rs`), which hands the dispatcher finished frames ([`ChatOut`]), so no
+//! worker (`chat/worker.rs`), which hands the dispatcher finished frames ([`ChatOut`]), so no
 //! relay, echo or heartbeat ever waits for the chat or its disk.
 //!
 //! Batching is what makes fan-out fast: the dispatcher handles every event already waiting
@@ -35,6 +35,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use log::{debug, trace};
 use tungstenite::Bytes;
 
+use crate::budget::Budget;
 use crate::config::Config;
 use crate::frame;
 use crate::stats::Stats;
@@ -156,6 +157,8 @@ struct Client {
     /// Its last frame is queued; half-close after writing it.
     closing: bool,
     half_closed: bool,
+    /// Its unsent bytes as last counted in the budget.
+    accounted: usize,
 }
 
 pub(crate) struct Hub {
@@ -163,6 +166,10 @@ pub(crate) struct Hub {
     stats: Arc<Stats>,
     rx: Receiver<Event>,
     epoll: Arc<Epoll>,
+    /// Shared with the connection threads: they take a message's bytes before sending it.
+    budget: Arc<Budget>,
+    /// Bytes of messages handled this batch, given back to the budget after the batch.
+    handled: usize,
     clients: IdMap<Client>,
     channels: Channels,
     /// Clients with queued bytes to write at the end of this batch.
@@ -189,7 +196,9 @@ impl Hub {
         stats: Arc<Stats>,
         rx: Receiver<Event>,
         epoll: Arc<Epoll>,
+        budget: Arc<Budget>,
     ) -> Hub {
+        stats.buffered_limit.store(budget.cap(), Relaxed);
         let welcome = cfg
             .welcome
             .as_ref()
@@ -199,6 +208,8 @@ impl Hub {
             stats,
             rx,
             epoll,
+            budget,
+            handled: 0,
             clients: IdMap::default(),
             channels: Channels::default(),
             dirty: Vec::new(),
@@ -284,6 +295,7 @@ impl Hub {
                 self.open(id, stream, handshake, route, token)
             }
             Event::Message { id, opcode, data } => {
+                self.handled += data.len();
                 self.stats.messages_in.fetch_add(1, Relaxed);
                 self.stats.bytes_in.fetch_add(data.len() as u64, Relaxed);
                 let Some(client) = self.clients.get_mut(&id) else {
@@ -328,7 +340,10 @@ impl Hub {
                 channel,
                 opcode,
                 data,
-            } => self.fan_out(&channel, None, opcode, &data),
+            } => {
+                self.handled += data.len();
+                self.fan_out(&channel, None, opcode, &data);
+            }
             Event::Chat(outs) => {
                 for out in outs {
                     match out {
@@ -375,6 +390,7 @@ impl Hub {
             pinged: false,
             closing: false,
             half_closed: false,
+            accounted: 0,
         };
         if self.shutdown_deadline.is_some() {
             // Raced with the shutdown: tell it at once.
@@ -532,6 +548,55 @@ impl Hub {
         // Reuse the list's allocation for the next batch.
         self.dirty = dirty;
         self.dirty.clear();
+        self.budget.give_back(std::mem::take(&mut self.handled));
+        if self.budget.used() > self.budget_target() {
+            self.enforce_budget();
+        }
+        self.stats.buffered.store(self.budget.used(), Relaxed);
+    }
+
+    /// What the queues may hold: the budget less room for one maximum-size message. A sender
+    /// waits while its message does not fit, so if stalled queues were allowed to fill the
+    /// budget to the brim, a waiting sender could wait forever for clients that never read.
+    fn budget_target(&self) -> usize {
+        let cap = self.budget.cap();
+        cap.saturating_sub(self.cfg.max_message_size).max(cap / 2)
+    }
+
+    /// The queues hold more than [`Hub::budget_target`]: disconnects the clients furthest
+    /// behind (largest unsent backlog first) until they fit. Rare (only when many clients fall
+    /// far behind at once), so one scan and sort of the clients with a backlog is fine.
+    fn enforce_budget(&mut self) {
+        let mut behind: Vec<(usize, ClientId)> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| c.accounted > 0 && !c.closing)
+            .map(|(&id, c)| (c.accounted, id))
+            .collect();
+        behind.sort_unstable_by(|a, b| b.cmp(a));
+        let target = self.budget_target();
+        for (pending, id) in behind {
+            if self.budget.used() <= target {
+                break;
+            }
+            debug!(
+                "client {id}: {pending} bytes unsent while the server's delivery budget ({} bytes) is spent; disconnecting",
+                self.budget.cap()
+            );
+            self.stats.budget_disconnects.fetch_add(1, Relaxed);
+            self.drop_client(id, Some((1008, "too slow: server memory budget spent")));
+        }
+    }
+
+    /// Brings the client's share of the budget up to date with its queue.
+    fn account(budget: &Budget, c: &mut Client) {
+        let pending = c.queue.pending();
+        if pending > c.accounted {
+            budget.add(pending - c.accounted);
+        } else {
+            budget.give_back(c.accounted - pending);
+        }
+        c.accounted = pending;
     }
 
     /// Writes as much of the client's queue as its socket takes now.
@@ -542,9 +607,11 @@ impl Hub {
         c.dirty = false;
         if c.waiting {
             // The poller will report when the socket drains; a write now would fail again.
+            Hub::account(&self.budget, c);
             return self.check_backlog(id);
         }
         let (flushed, written) = c.queue.flush(&*c.stream);
+        Hub::account(&self.budget, c);
         self.stats.bytes_out.fetch_add(written as u64, Relaxed);
         match flushed {
             Flushed::All => {
@@ -614,6 +681,7 @@ impl Hub {
         let Some(mut c) = self.clients.remove(&id) else {
             return;
         };
+        self.budget.give_back(c.accounted);
         if let Some((code, reason)) = close {
             // Best effort: the queue may be full (that is often why we are here).
             frame::encode_close(code, reason, c.queue.buf());

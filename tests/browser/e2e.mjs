@@ -371,6 +371,7 @@ async function main() {
       assert(res && res.ok(), `GET / answered ${res && res.status()}`);
       const csp = res.headers()['content-security-policy'] || '';
       assert(/default-src 'self'/.test(csp), `Content-Security-Policy with default-src 'self' expected, got "${csp}"`);
+      assert(/connect-src 'self'(;|$)/.test(csp), `connect-src 'self' only expected, got "${csp}"`);
       const ctype = (await A.request.get(`${viaGate}/app.js`)).headers()['content-type'] || '';
       assert(/javascript/.test(ctype), `app.js must be served as JavaScript (module scripts need it), got "${ctype}"`);
       assert(['connecting', 'online'].includes(await state(A)), 'status shows connecting or online');
@@ -548,6 +549,33 @@ async function main() {
       await until('first socket open', () => P.evaluate(() => window.__first.readyState === 1));
       await P.evaluate(`{ ${snippet}; }`);
       await until('"hi" relayed to the other socket', () => got.includes('hi'));
+      await P.close();
+    });
+
+    await step("the page's CSP lets a script open WebSockets to the page's own origin only", async () => {
+      // Not watched: the blocked attempt logs a console error on purpose.
+      const P = await ctxA.newPage();
+      await P.goto(`${direct}/`);
+      // Another port is another origin. A CSP refusal shows as a SecurityError or a
+      // securitypolicyviolation event; a connection attempt (refused: nothing listens on
+      // port 1) would mean the CSP let it through.
+      const outcome = await P.evaluate(() => new Promise((resolve) => {
+        document.addEventListener('securitypolicyviolation', (e) => resolve(`violation ${e.violatedDirective}`), { once: true });
+        setTimeout(() => resolve('not blocked'), 5000);
+        try {
+          const ws = new WebSocket('ws://127.0.0.1:1/');
+          ws.onerror = () => {}; // the violation event decides
+        } catch (e) {
+          resolve(`threw ${e.name}`);
+        }
+      }));
+      assert(/^violation connect-src|^threw SecurityError/.test(outcome), `a WebSocket to another origin: ${outcome}`);
+      const same = await P.evaluate((port) => new Promise((resolve) => {
+        const ws = new WebSocket(`ws://127.0.0.1:${port}/echo`);
+        ws.onopen = () => { ws.close(); resolve('open'); };
+        ws.onerror = () => resolve('error');
+      }), server.port);
+      assert(same === 'open', `a WebSocket to the page's own origin: ${same}`);
       await P.close();
     });
 

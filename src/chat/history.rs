@@ -1,0 +1,295 @@
+//! Room history in memory: the latest messages of each room, bounded by count and bytes, and
+//! the pages a client reads it by (`joined.history`, `history`). The log that brings it back
+//! after a restart is in [`super::journal`].
+
+use std::collections::VecDeque;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::names::name_key;
+use super::outbox::Outbox;
+use super::{Chat, ConnId};
+use crate::protocol::{Reject, ServerMsg};
+
+/// One room message as kept in memory and sent in `joined.history` / `history.messages`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct Entry {
+    /// Server-wide increasing id.
+    pub id: u64,
+    /// Milliseconds since the Unix epoch, when the server accepted it.
+    pub ts: u64,
+    /// The sender's name when it was sent.
+    pub from: Box<str>,
+    /// Exactly what was sent.
+    pub text: Box<str>,
+}
+
+impl Entry {
+    /// What this entry counts against a room's byte budget: its strings plus the fixed part,
+    /// so that a flood of empty-ish messages is also bounded by bytes.
+    fn cost(&self) -> usize {
+        // 64: two u64s, two boxed-str headers, and the VecDeque slot, rounded up.
+        64 + self.from.len() + self.text.len()
+    }
+}
+
+/// One room's latest messages, ascending by id, bounded by count and by bytes.
+#[derive(Debug, Default)]
+pub(crate) struct RoomHistory {
+    entries: VecDeque<Entry>,
+    bytes: usize,
+}
+
+impl RoomHistory {
+    /// Appends `entry` (whose id must exceed every id already here) and forgets the oldest
+    /// entries until at most `max_len` entries of at most `max_bytes` remain. The newest entry
+    /// is always kept, even alone over `max_bytes`, so that a room's last message is never lost.
+    pub(crate) fn push(&mut self, entry: Entry, max_len: usize, max_bytes: usize) {
+        debug_assert!(self.entries.back().is_none_or(|last| last.id < entry.id));
+        self.bytes += entry.cost();
+        self.entries.push_back(entry);
+        while self.entries.len() > 1 && (self.entries.len() > max_len || self.bytes > max_bytes) {
+            if let Some(old) = self.entries.pop_front() {
+                self.bytes -= old.cost();
+            }
+        }
+        if max_len == 0 {
+            self.entries.clear();
+            self.bytes = 0;
+        }
+    }
+
+    /// How many messages are kept.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no messages are kept.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The newest id kept, or 0.
+    pub(crate) fn last_id(&self) -> u64 {
+        self.entries.back().map_or(0, |e| e.id)
+    }
+
+    /// All kept entries, oldest first.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter()
+    }
+
+    /// A page: entries with `after < id < before` (either bound optional), at most `limit`,
+    /// ascending by id. With `before`, or with no bound, it is the newest `limit` of the range
+    /// (paging backwards); with only `after`, the oldest `limit` (catching up forwards).
+    /// `more` says whether the range holds more in the paging direction.
+    pub(crate) fn page(
+        &self,
+        before: Option<u64>,
+        after: Option<u64>,
+        limit: usize,
+    ) -> (Vec<&Entry>, bool) {
+        let lo = after.map_or(0, |a| self.entries.partition_point(|e| e.id <= a));
+        let hi = before.map_or(self.entries.len(), |b| {
+            self.entries.partition_point(|e| e.id < b)
+        });
+        if hi <= lo {
+            return (Vec::new(), false);
+        }
+        let (start, end, more) = if before.is_some() || after.is_none() {
+            let start = hi.saturating_sub(limit).max(lo);
+            (start, hi, start > lo)
+        } else {
+            let end = lo.saturating_add(limit).min(hi);
+            (lo, end, end < hi)
+        };
+        (self.entries.range(start..end).collect(), more)
+    }
+}
+
+impl Chat {
+    #[allow(clippy::too_many_arguments)] // the request's fields, passed as they came
+    pub(super) fn history(
+        &self,
+        conn: ConnId,
+        raw: &str,
+        before: Option<u64>,
+        after: Option<u64>,
+        limit: Option<u64>,
+        reference: Option<&Value>,
+        out: &mut Outbox,
+    ) -> Result<(), Reject> {
+        let name = self.room_name(raw)?;
+        let cap = self.cfg.history_page_max;
+        let limit = limit.map_or(self.cfg.history_on_join, |l| {
+            usize::try_from(l).unwrap_or(usize::MAX)
+        });
+        let limit = limit.min(cap);
+        self.may_use(conn, &name_key(name))?;
+        let msg = match self.rooms.get(&name_key(name)) {
+            Some(room) => {
+                let (messages, more) = room.history.page(before, after, limit);
+                ServerMsg::History {
+                    room: &room.name,
+                    messages,
+                    more,
+                    reference,
+                }
+            }
+            None => ServerMsg::History {
+                room: name,
+                messages: Vec::new(),
+                more: false,
+                reference,
+            },
+        };
+        out.send(vec![conn], &msg);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::ChatConfig;
+    use crate::chat::test_harness::{H, fill, ids_of};
+    use serde_json::json;
+
+    fn entry(id: u64, text: &str) -> Entry {
+        Entry {
+            id,
+            ts: id * 10,
+            from: "a".into(),
+            text: text.into(),
+        }
+    }
+
+    fn ids(page: &[&Entry]) -> Vec<u64> {
+        page.iter().map(|e| e.id).collect()
+    }
+
+    #[test]
+    fn keeps_the_latest_by_count_and_bytes() {
+        let mut h = RoomHistory::default();
+        for id in 1..=10 {
+            h.push(entry(id, "x"), 4, usize::MAX);
+        }
+        assert_eq!(h.iter().map(|e| e.id).collect::<Vec<_>>(), [7, 8, 9, 10]);
+        let mut h = RoomHistory::default();
+        for id in 1..=10 {
+            h.push(entry(id, &"y".repeat(100)), 100, 500);
+        }
+        assert!(h.len() < 10 && h.len() >= 2, "{}", h.len());
+        assert!(h.bytes <= 500);
+        assert_eq!(h.last_id(), 10);
+        // One entry over the byte budget on its own is still kept.
+        h.push(entry(11, &"z".repeat(1000)), 100, 500);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h.last_id(), 11);
+    }
+
+    #[test]
+    fn paging_backwards_and_forwards_has_no_gaps_or_duplicates() {
+        let mut h = RoomHistory::default();
+        // Ids with gaps, as DMs and other rooms take ids too.
+        let all: Vec<u64> = (1..=100).map(|i| i * 3).collect();
+        for &id in &all {
+            h.push(entry(id, "t"), 1000, usize::MAX);
+        }
+        let (latest, more) = h.page(None, None, 10);
+        assert_eq!(ids(&latest), all[90..]);
+        assert!(more);
+        // Backwards with `before` = the oldest id seen so far.
+        let mut seen = ids(&latest);
+        let mut before = seen[0];
+        loop {
+            let (page, more) = h.page(Some(before), None, 7);
+            let mut got = ids(&page);
+            assert!(got.windows(2).all(|w| w[0] < w[1]));
+            got.extend(seen);
+            seen = got;
+            if !more {
+                break;
+            }
+            before = seen[0];
+        }
+        assert_eq!(seen, all);
+        // Forwards with `after` = the newest id seen so far.
+        let mut seen = Vec::new();
+        let mut after = 0;
+        loop {
+            let (page, more) = h.page(None, Some(after), 9);
+            seen.extend(ids(&page));
+            if !more {
+                break;
+            }
+            after = *seen.last().unwrap(); // a page with `more` is not empty
+        }
+        assert_eq!(seen, all);
+        // Both bounds: the newest of the range; empty and inverted ranges.
+        let (page, more) = h.page(Some(31), Some(20), 2);
+        assert_eq!(ids(&page), [27, 30]);
+        assert!(more);
+        assert!(h.page(Some(5), Some(100), 10).0.is_empty());
+        assert!(h.page(None, Some(300), 10).0.is_empty());
+        assert!(h.page(None, None, 0).0.is_empty());
+    }
+
+    #[test]
+    fn join_gets_the_latest_50_and_history_pages_without_gaps() {
+        let mut h = H::new();
+        h.connect(1);
+        let all = fill(&mut h, "dev", 300);
+        let got = h.send(1, r#"{"type":"join","room":"dev"}"#);
+        let joined = H::one(got, &[1]);
+        assert_eq!(ids_of(&joined["history"]), all[250..]);
+        assert_eq!(
+            joined["history"][49],
+            json!({"id": all[299], "ts": h.now - 1, "from": "bot", "text": "m299"})
+        );
+        // Back from the oldest seen.
+        let mut seen = ids_of(&joined["history"]);
+        loop {
+            let req = json!({"type":"history","room":"dev","before":seen[0],"limit":64});
+            let v = H::one(h.send_json(1, req), &[1]);
+            let mut page = ids_of(&v["messages"]);
+            page.extend(seen);
+            seen = page;
+            if v["more"] != true {
+                break;
+            }
+        }
+        assert_eq!(seen, all);
+        // Forward from an id (reconnect catch-up), with the cap applied to the limit.
+        let req = json!({"type":"history","room":"dev","after":all[10],"limit":100000});
+        let v = H::one(h.send_json(1, req), &[1]);
+        assert_eq!(ids_of(&v["messages"]), all[11..211]);
+        assert_eq!(v["more"], true);
+        let req = json!({"type":"history","room":"dev","after":all[210]});
+        let v = H::one(h.send_json(1, req), &[1]);
+        assert_eq!(ids_of(&v["messages"]), all[211..261]);
+        let req = json!({"type":"history","room":"nowhere"});
+        let v = H::one(h.send_json(1, req), &[1]);
+        assert_eq!(
+            v,
+            json!({"type":"history","room":"nowhere","messages":[],"more":false})
+        );
+    }
+
+    #[test]
+    fn history_is_bounded_per_room() {
+        let mut h = H::with(ChatConfig {
+            history_per_room: 10,
+            ..ChatConfig::default()
+        });
+        h.connect(1);
+        let all = fill(&mut h, "dev", 25);
+        let v = H::one(
+            h.send(1, r#"{"type":"history","room":"dev","limit":200}"#),
+            &[1],
+        );
+        assert_eq!(ids_of(&v["messages"]), all[15..]);
+        assert_eq!(v["more"], false);
+    }
+}

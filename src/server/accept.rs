@@ -1,0 +1,286 @@
+//! The accept loop, and one connection's life: its first request head, then plain HTTP
+//! (`web.rs`) or a WebSocket handshake that becomes a client of the dispatcher.
+
+use std::io;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::time::{Duration, Instant, SystemTime};
+
+use log::{debug, warn};
+
+use super::admission::{self, Slot};
+use super::{Handle, Shared};
+use crate::auth::Grant;
+use crate::chat::ingress::{ChatEndpoint, ChatLimit};
+use crate::chat::worker::ChatEvent;
+use crate::config::Config;
+use crate::conn::{Conn, Host};
+use crate::embed::ServerEvent;
+use crate::endpoint::{Endpoint, Frames, Throttle};
+use crate::http::{self, Head, HeadError};
+use crate::hub::Event;
+use crate::park;
+use crate::upgrade::{self, Accepted, Route};
+use crate::web::{self, Site};
+
+/// After `accept` fails for lack of descriptors or memory, wait this long before trying again:
+/// the connection stays in the backlog, and retrying at once would spin a core until a
+/// descriptor frees up.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+pub(super) fn accept_loop(shared: &Arc<Shared>) {
+    let mut last_warning: Option<Instant> = None;
+    loop {
+        let (stream, peer) = match shared.listener.accept() {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                if shared.stopping.load(SeqCst) {
+                    break;
+                }
+                let out_of_resources = matches!(
+                    e.raw_os_error(),
+                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                );
+                if !matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                ) {
+                    // One line per 10 s at most: a descriptor shortage fails every accept.
+                    if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                        warn!("accept failed (will retry): {e}");
+                        last_warning = Some(Instant::now());
+                    }
+                    std::thread::sleep(if out_of_resources {
+                        ACCEPT_BACKOFF
+                    } else {
+                        Duration::from_millis(5)
+                    });
+                }
+                continue;
+            }
+        };
+        if shared.stopping.load(SeqCst) {
+            break;
+        }
+        let Some(slot) = admission::take_slot(shared, peer.ip()) else {
+            admission::reject_over_capacity(shared, stream, peer);
+            continue;
+        };
+        let spawned = std::thread::Builder::new()
+            .name("wschat-conn".into())
+            .stack_size(shared.cfg.thread_stack_size)
+            .spawn(move || serve(slot, stream, peer));
+        if let Err(e) = spawned {
+            // The closure, and the slot in it, was dropped: the counts are already given back.
+            if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                warn!("cannot start a connection thread (connection dropped): {e}");
+                last_warning = Some(Instant::now());
+            }
+        }
+    }
+    debug!("accept loop ended");
+}
+
+/// One TCP connection, from its first byte to its end: read the head, then serve plain HTTP
+/// (`web.rs`, with keep-alive) until the connection ends or asks for a WebSocket, whose
+/// handshake is checked here and which [`start_websocket`] hands to the dispatcher.
+fn serve(mut slot: Slot, stream: TcpStream, peer: SocketAddr) {
+    let shared = &*slot.shared.clone();
+    let cfg = &shared.cfg;
+    let head = match http::read_head(&stream, cfg.max_head_size, cfg.handshake_timeout) {
+        Ok(head) => head,
+        Err(e) => {
+            debug!("{peer}: no request head: {e:?}");
+            let status = match e {
+                HeadError::Timeout | HeadError::Idle => 408,
+                HeadError::TooLarge => 431,
+                HeadError::Malformed => 400,
+                HeadError::Closed => return,
+            };
+            shared.stats.rejected(status);
+            return http::reject(&stream, status, &[]);
+        }
+    };
+    // From a trusted proxy, the head says who the client is: count that client, and use its
+    // address in logs, hooks and events from here on.
+    if !slot.identify(&head) {
+        debug!("{peer}: the forwarded client is over the per-IP limit");
+        shared.stats.rejected(503);
+        return http::reject(&stream, 503, &[("Retry-After", "5")]);
+    }
+    let peer = slot.client(peer);
+    let head = if upgrade::wants_websocket(&head) {
+        head
+    } else {
+        let handle = Handle {
+            shared: slot.shared.clone(),
+        };
+        let site = Site {
+            cfg,
+            stats: &shared.stats,
+            handle: &handle,
+        };
+        match web::serve(&site, &stream, head, peer) {
+            Some(upgrade) => upgrade,
+            None => return,
+        }
+    };
+    let mut accepted = match upgrade::accept(&head, &|route| protocols(cfg, route)) {
+        Ok(accepted) => accepted,
+        Err(refusal) => {
+            debug!(
+                "{peer}: handshake refused with {}: {}",
+                refusal.status, refusal.why
+            );
+            shared.stats.rejected(refusal.status);
+            return http::reject(&stream, refusal.status, refusal.headers);
+        }
+    };
+    // Admission, decided before the 101 so that a refusal is an HTTP status a client can see.
+    let Ok(grant) = admission::check_handshake(shared, &head, &accepted.route, peer, &stream)
+    else {
+        return;
+    };
+    if let (Route::Chat { name, bound, .. }, Some(bound_name)) = (
+        &mut accepted.route,
+        grant.as_ref().and_then(|g| g.name.clone()),
+    ) {
+        *name = Some(bound_name);
+        *bound = true;
+    }
+    // Without TCP_NODELAY, a pong followed by a data frame can wait ~40 ms (Nagle + delayed ACK).
+    let _ = stream.set_nodelay(true);
+    start_websocket(slot, stream, peer, head, accepted, grant);
+}
+
+/// Makes an accepted handshake a client: its id, its `Conn`, `Event::Open` to the dispatcher
+/// (which writes the 101), then parks it or reads its early frames.
+fn start_websocket(
+    slot: Slot,
+    stream: TcpStream,
+    peer: SocketAddr,
+    head: Head,
+    accepted: Accepted,
+    grant: Option<Grant>,
+) {
+    let shared = &*slot.shared.clone();
+    let cfg = &shared.cfg;
+    let id = shared.next_id.fetch_add(1, Relaxed);
+    debug!("{peer}: client {id} connected to {:?}", accepted.route);
+    let stream = Arc::new(stream);
+    // Reads block until data arrives or `park_after` passes with none; then the connection is
+    // parked (park.rs): an idle client costs no wake-ups and no thread. Only the dispatcher
+    // writes (the 101 first), with non-blocking sends.
+    let park_after = (!cfg.park_after.is_zero()).then_some(cfg.park_after);
+    let _ = stream.set_read_timeout(park_after);
+    shared.stats.ws_open.fetch_add(1, Relaxed);
+    shared.stats.ws_total.fetch_add(1, Relaxed);
+    let host = Host {
+        events: shared.events.clone(),
+        path: head.path().to_string(),
+        stats: shared.stats.clone(),
+    };
+    if let Some(events) = &host.events {
+        let _ = events.send(ServerEvent::Connected {
+            client: id,
+            path: host.path.clone(),
+            peer,
+        });
+    }
+    let (endpoint, login): (Box<dyn Endpoint>, _) = match &accepted.route {
+        Route::Chat { name, room, bound } => (
+            Box::new(ChatEndpoint::new(
+                id,
+                shared.chat.clone(),
+                ChatLimit::new(cfg.chat_rate, cfg.chat_burst),
+                shared.hooks.filter.clone(),
+            )),
+            Some(ChatEvent::Connect {
+                id,
+                addr: peer.ip(),
+                name: name.clone(),
+                room: room.clone(),
+                bound: *bound,
+                rooms: grant.as_ref().map(|g| g.rooms.clone()).unwrap_or_default(),
+            }),
+        ),
+        Route::Relay(_) => (
+            Box::new(Frames::new(
+                id,
+                shared.tx.clone(),
+                Throttle::new(cfg.relay_rate, cfg.relay_burst),
+                shared.budget.clone(),
+            )),
+            None,
+        ),
+        Route::Echo => (
+            Box::new(Frames::new(
+                id,
+                shared.tx.clone(),
+                Throttle::new(0.0, 0.0),
+                shared.budget.clone(),
+            )),
+            None,
+        ),
+    };
+    // The dispatcher closes the connection when its JWT expires: the wall-clock `exp` as a
+    // point on the monotonic clock the dispatcher's loop waits on.
+    let expires = grant.as_ref().and_then(|g| g.expires).map(|at| {
+        Instant::now()
+            + at.duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+    });
+    // The dispatcher registers the client (and writes its 101) before the chat worker hears
+    // of it, so the chat's first answer (`welcome`) always finds the client registered.
+    let opened = shared
+        .tx
+        .send(Event::Open {
+            id,
+            stream: stream.clone(),
+            handshake: accepted.response,
+            route: accepted.route,
+            expires,
+            token: grant.and_then(|g| g.token),
+        })
+        .is_ok()
+        && login.is_none_or(|login| shared.chat.send(login).is_ok());
+    let events = host.events.clone();
+    let on_end = Box::new(move || {
+        slot.shared.stats.ws_open.fetch_sub(1, Relaxed);
+        if let Some(events) = events {
+            let _ = events.send(ServerEvent::Left { client: id });
+        }
+        debug!("{peer}: client {id} disconnected");
+        drop(slot);
+    });
+    // Frames that came with the head are read on this thread at once.
+    let early = !head.rest.is_empty();
+    let conn = Box::new(Conn::new(
+        id,
+        stream,
+        head.rest,
+        cfg,
+        shared.tx.clone(),
+        endpoint,
+        host,
+        on_end,
+    ));
+    if !opened {
+        return; // shutting down: dropping the connection reports it gone
+    }
+    if park_after.is_some() && !early {
+        park::park_new(&shared.parking, conn);
+    } else {
+        park::drive(&shared.parking, conn, None);
+    }
+}
+
+/// The subprotocols an endpoint supports, in order of preference.
+fn protocols(cfg: &Config, route: &Route) -> Vec<String> {
+    match route {
+        Route::Echo => vec!["echo-protocol".to_string()],
+        Route::Chat { .. } => vec!["wschat.v1".to_string()],
+        Route::Relay(_) => cfg.relay_protocol.iter().cloned().collect(),
+    }
+}

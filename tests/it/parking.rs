@@ -1,0 +1,84 @@
+//! Idle connections are parked: their threads end, yet they answer pings, receive broadcasts,
+//! wake up when they speak, close cleanly, and are pruned when they vanish.
+
+use crate::common::*;
+use std::time::Duration;
+use tungstenite::Message;
+
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+#[test]
+fn parked_connections_keep_working_without_threads() {
+    // Measures the whole process: alone in a child, not beside the other tests' threads.
+    if !isolated(
+        module_path!(),
+        "parked_connections_keep_working_without_threads",
+    ) {
+        return;
+    }
+    const N: usize = 50;
+    let server = start(|c| c.park_after = Duration::from_millis(200));
+    let addr = server.local_addr();
+    let handle = server.handle();
+    let mut clients: Vec<Client> = (0..N).map(|_| connect(addr, "/")).collect();
+    assert!(
+        wait_until(IO_TIMEOUT, || metric(&handle, "wschat_parked_connections")
+            == N as u64),
+        "only {} parked",
+        metric(&handle, "wschat_parked_connections")
+    );
+    // 50 connections, yet far fewer threads than that in the whole test process.
+    assert!(
+        threads() < N,
+        "{} threads for {N} parked connections",
+        threads()
+    );
+
+    // A ping to a parked connection is answered (by the parking thread).
+    clients[0]
+        .send(Message::Ping(b"are you there".to_vec().into()))
+        .unwrap();
+    match clients[0].read().unwrap() {
+        Message::Pong(p) => assert_eq!(&p[..], b"are you there"),
+        other => panic!("expected the pong, got {other:?}"),
+    }
+    // A parked client speaks: it wakes up, and every other (parked) client receives it.
+    clients[1].send(Message::text("waking up")).unwrap();
+    for (i, ws) in clients.iter_mut().enumerate() {
+        if i != 1 {
+            assert_eq!(recv_text(ws), "waking up", "client {i}");
+        }
+    }
+    // It goes back to sleep.
+    assert!(wait_until(IO_TIMEOUT, || {
+        metric(&handle, "wschat_parked_connections") == N as u64
+    }));
+    // A parked client's Close is answered; vanished ones are pruned.
+    clients[2].close(None).unwrap();
+    assert_eq!(expect_close(&mut clients[2]), 1005);
+    drop(clients);
+    assert!(wait_until(IO_TIMEOUT, || handle.connection_count() == 0));
+    assert_eq!(metric(&handle, "wschat_parked_connections"), 0);
+}
+
+#[test]
+fn a_message_split_across_the_park_boundary_arrives_whole() {
+    use std::io::{Read, Write};
+    let server = start(|c| c.park_after = Duration::from_millis(100));
+    let addr = server.local_addr();
+    let handle = server.handle();
+    let (mut s, after_head) = raw_upgrade(addr, "/echo");
+    assert!(after_head.is_empty());
+    // Half a frame, then silence until the connection is parked, then the rest.
+    s.write_all(&[0x81, 0x85, 0, 0, 0, 0, b'h', b'e']).unwrap();
+    assert!(wait_until(IO_TIMEOUT, || metric(
+        &handle,
+        "wschat_parked_connections"
+    ) == 1));
+    s.write_all(b"llo").unwrap();
+    let mut frame = [0u8; 7];
+    s.read_exact(&mut frame).unwrap();
+    assert_eq!(&frame, &[0x81, 5, b'h', b'e', b'l', b'l', b'o']);
+}
