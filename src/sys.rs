@@ -1,8 +1,9 @@
 //! The few system calls std does not offer, each behind a safe function.
 //!
-//! This is the only module with `unsafe`. Every call here is a plain libc call on a file
-//! descriptor that the caller keeps alive for the duration of the call (it is borrowed from a
-//! `TcpStream`, a `TcpListener` or an `OwnedFd` owned by this module), so no call can act on a
+//! This is the library's only module with `unsafe` (the bench client, a module of the binary,
+//! has its own `bench/sys.rs`). Every call here is a plain libc call on a file descriptor that
+//! the caller keeps alive for the duration of the call (it is borrowed from a `TcpStream`, a
+//! `TcpListener`, a `File` or an `OwnedFd` owned by this module), so no call can act on a
 //! closed or reused descriptor.
 #![allow(unsafe_code)]
 

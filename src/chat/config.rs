@@ -45,17 +45,23 @@ pub struct ChatConfig {
     pub rooms_created_per_minute: usize,
     /// Messages of history kept per room, in memory and (compacted) on disk. Default 1000.
     pub history_per_room: usize,
-    /// Bytes of history kept per room (text + name + 64 per message). Default 256 KiB, which
+    /// Bytes of history kept per room, counted as sent: the text and name as escaped in the
+    /// JSON (a control character is 6 bytes there, `\u0001`), plus 64 per message. Default
+    /// 256 KiB, which
     /// holds the 1000 messages above when they average under ~190 bytes (typical chat lines
     /// are far shorter) and caps history memory at `max_rooms` x 256 KiB = 250 MiB however
     /// long the messages are.
     pub history_bytes_per_room: usize,
     /// Messages of history in a `joined`. Default 50: about a screenful.
     pub history_on_join: usize,
-    /// Most messages one `history` answer holds, whatever `limit` asks. Default 200: at most
-    /// ~800 KB of JSON at the 4000-character maximum (200 x 4000 bytes of ASCII), small enough
-    /// for the dispatcher to encode without stalling others.
+    /// Most messages one `history` answer holds, whatever `limit` asks. Default 200.
     pub history_page_max: usize,
+    /// Most bytes of messages (escaped as sent) in one `history` answer or `joined.history`,
+    /// whatever the count: the oldest of the page are left out (`more` is true; the client
+    /// pages on with `before`). Default 256 KiB: a quarter of the 1 MiB slow-consumer backlog
+    /// (`max_pending_bytes`), so a join over a slow link is never cut for its own answer.
+    /// Without it, 50 messages of 4000 control characters made a 1.2 MB `joined`.
+    pub history_page_bytes: usize,
     /// Most names in a `users` answer or `joined.users` (`count` always has the total).
     /// Default 1000: a list a UI can show, and joining a 10 000-member room costs the
     /// dispatcher a 1000-name answer rather than a 10 000-name one.
@@ -86,6 +92,7 @@ impl Default for ChatConfig {
             history_bytes_per_room: 256 * 1024,
             history_on_join: 50,
             history_page_max: 200,
+            history_page_bytes: 256 * 1024,
             user_list_max: 1000,
             presence_max_members: 1000,
             default_room: "lobby".to_owned(),

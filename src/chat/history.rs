@@ -29,9 +29,23 @@ impl Entry {
     /// What this entry counts against a room's byte budget: its strings plus the fixed part,
     /// so that a flood of empty-ish messages is also bounded by bytes.
     fn cost(&self) -> usize {
-        // 64: two u64s, two boxed-str headers, and the VecDeque slot, rounded up.
-        64 + self.from.len() + self.text.len()
+        // 64: two u64s, two boxed-str headers, and the VecDeque slot, rounded up. The strings
+        // count as they go out, escaped, which is what a page costs a client's backlog.
+        64 + json_len(&self.from) + json_len(&self.text)
     }
+}
+
+/// The length of `s` as a JSON string body, escaped the way serde_json writes it: `"` and `\`
+/// take 2 bytes, `\n`-style controls 2, other control characters 6 (`\u0001`), the rest as
+/// they are (non-ASCII is written as UTF-8).
+pub(crate) fn json_len(s: &str) -> usize {
+    s.bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..=0x1f => 6,
+            _ => 1,
+        })
+        .sum()
 }
 
 /// One room's latest messages, ascending by id, bounded by count and by bytes.
@@ -84,11 +98,14 @@ impl RoomHistory {
     /// ascending by id. With `before`, or with no bound, it is the newest `limit` of the range
     /// (paging backwards); with only `after`, the oldest `limit` (catching up forwards).
     /// `more` says whether the range holds more in the paging direction.
+    /// At most `max_bytes` of entries (by [`Entry::cost`]; at least one entry) are returned:
+    /// the ones furthest from where paging started are left out, and `more` says so.
     pub(crate) fn page(
         &self,
         before: Option<u64>,
         after: Option<u64>,
         limit: usize,
+        max_bytes: usize,
     ) -> (Vec<&Entry>, bool) {
         let lo = after.map_or(0, |a| self.entries.partition_point(|e| e.id <= a));
         let hi = before.map_or(self.entries.len(), |b| {
@@ -97,13 +114,36 @@ impl RoomHistory {
         if hi <= lo {
             return (Vec::new(), false);
         }
-        let (start, end, more) = if before.is_some() || after.is_none() {
-            let start = hi.saturating_sub(limit).max(lo);
-            (start, hi, start > lo)
+        let backwards = before.is_some() || after.is_none();
+        let (mut start, mut end) = if backwards {
+            (hi.saturating_sub(limit).max(lo), hi)
         } else {
-            let end = lo.saturating_add(limit).min(hi);
-            (lo, end, end < hi)
+            (lo, lo.saturating_add(limit).min(hi))
         };
+        // Trim by bytes from the far end: newest kept when paging backwards, oldest forwards.
+        let mut bytes = 0usize;
+        if backwards {
+            let mut i = end;
+            while i > start {
+                bytes += self.entries[i - 1].cost();
+                if bytes > max_bytes && i < end {
+                    break;
+                }
+                i -= 1;
+            }
+            start = i;
+        } else {
+            let mut i = start;
+            while i < end {
+                bytes += self.entries[i].cost();
+                if bytes > max_bytes && i > start {
+                    break;
+                }
+                i += 1;
+            }
+            end = i;
+        }
+        let more = if backwards { start > lo } else { end < hi };
         (self.entries.range(start..end).collect(), more)
     }
 }
@@ -129,7 +169,9 @@ impl Chat {
         self.may_use(conn, &name_key(name))?;
         let msg = match self.rooms.get(&name_key(name)) {
             Some(room) => {
-                let (messages, more) = room.history.page(before, after, limit);
+                let (messages, more) =
+                    room.history
+                        .page(before, after, limit, self.cfg.history_page_bytes);
                 ServerMsg::History {
                     room: &room.name,
                     messages,
@@ -197,14 +239,14 @@ mod tests {
         for &id in &all {
             h.push(entry(id, "t"), 1000, usize::MAX);
         }
-        let (latest, more) = h.page(None, None, 10);
+        let (latest, more) = h.page(None, None, 10, usize::MAX);
         assert_eq!(ids(&latest), all[90..]);
         assert!(more);
         // Backwards with `before` = the oldest id seen so far.
         let mut seen = ids(&latest);
         let mut before = seen[0];
         loop {
-            let (page, more) = h.page(Some(before), None, 7);
+            let (page, more) = h.page(Some(before), None, 7, usize::MAX);
             let mut got = ids(&page);
             assert!(got.windows(2).all(|w| w[0] < w[1]));
             got.extend(seen);
@@ -219,7 +261,7 @@ mod tests {
         let mut seen = Vec::new();
         let mut after = 0;
         loop {
-            let (page, more) = h.page(None, Some(after), 9);
+            let (page, more) = h.page(None, Some(after), 9, usize::MAX);
             seen.extend(ids(&page));
             if !more {
                 break;
@@ -228,12 +270,12 @@ mod tests {
         }
         assert_eq!(seen, all);
         // Both bounds: the newest of the range; empty and inverted ranges.
-        let (page, more) = h.page(Some(31), Some(20), 2);
+        let (page, more) = h.page(Some(31), Some(20), 2, usize::MAX);
         assert_eq!(ids(&page), [27, 30]);
         assert!(more);
-        assert!(h.page(Some(5), Some(100), 10).0.is_empty());
-        assert!(h.page(None, Some(300), 10).0.is_empty());
-        assert!(h.page(None, None, 0).0.is_empty());
+        assert!(h.page(Some(5), Some(100), 10, usize::MAX).0.is_empty());
+        assert!(h.page(None, Some(300), 10, usize::MAX).0.is_empty());
+        assert!(h.page(None, None, 0, usize::MAX).0.is_empty());
     }
 
     #[test]
@@ -291,5 +333,61 @@ mod tests {
         );
         assert_eq!(ids_of(&v["messages"]), all[15..]);
         assert_eq!(v["more"], false);
+    }
+
+    #[test]
+    fn json_len_counts_escapes_as_serde_json_writes_them() {
+        for s in [
+            "plain",
+            "qu\"ote",
+            "back\\slash",
+            "nl\n tab\t",
+            "\u{1}\u{1f}\u{7f}",
+            "Zoë 🙂",
+        ] {
+            let written = serde_json::to_string(s).unwrap();
+            assert_eq!(json_len(s), written.len() - 2, "{s:?} -> {written}");
+        }
+    }
+
+    #[test]
+    fn pages_are_bounded_by_escaped_bytes_and_page_on_without_gaps() {
+        let mut h = RoomHistory::default();
+        // 30 messages of 1000 control characters: 6000 escaped bytes each.
+        let text: String = "\u{1}".repeat(1000);
+        for id in 1..=30 {
+            h.push(entry(id, &text), 1000, usize::MAX);
+        }
+        let max = 20_000; // three messages' worth
+        let (page, more) = h.page(None, None, 50, max);
+        assert_eq!(ids(&page), vec![28, 29, 30], "the newest, by bytes");
+        assert!(more);
+        let mut seen = ids(&page);
+        let mut before = page[0].id;
+        loop {
+            let (page, more) = h.page(Some(before), None, 50, max);
+            assert!(page.len() <= 3 && !page.is_empty());
+            let mut got = ids(&page);
+            got.extend(seen);
+            seen = got;
+            before = page[0].id;
+            if !more {
+                break;
+            }
+        }
+        assert_eq!(
+            seen,
+            (1..=30).collect::<Vec<_>>(),
+            "paging backwards: no gaps"
+        );
+        let (page, more) = h.page(None, Some(10), 50, max);
+        assert_eq!(
+            (ids(&page), more),
+            (vec![11, 12, 13], true),
+            "forwards keeps the oldest"
+        );
+        // One entry over the bound alone is still returned.
+        let (page, _) = h.page(None, None, 50, 10);
+        assert_eq!(ids(&page), vec![30]);
     }
 }

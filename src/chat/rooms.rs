@@ -158,7 +158,12 @@ impl Chat {
             );
         }
         let (users, count) = self.user_list(room);
-        let (history, _) = room.history.page(None, None, self.cfg.history_on_join);
+        let (history, _) = room.history.page(
+            None,
+            None,
+            self.cfg.history_on_join,
+            self.cfg.history_page_bytes,
+        );
         out.send(
             vec![conn],
             &ServerMsg::Joined {

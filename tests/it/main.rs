@@ -16,6 +16,7 @@ mod admission_tokens;
 mod api_publish;
 mod bench;
 mod capacity;
+mod chat_bytes;
 mod chat_dm;
 mod chat_flood;
 mod chat_fuzz;
