@@ -84,6 +84,15 @@ const OPTIONS: &[Opt] = &[
         },
     },
     Opt {
+        name: "max-threads",
+        value: "N",
+        help: "most connection threads at once (idle connections hold none); over it new connections get 503 and parked ones wait [default: 1024]",
+        set: |c, v| {
+            c.max_connection_threads = number(v)?;
+            Ok(())
+        },
+    },
+    Opt {
         name: "max-buffered",
         value: "BYTES",
         help: "bytes held for delivery in all (queued messages and every client's backlog); past it senders wait and the clients furthest behind are disconnected (1008) [default: 134217728]",

@@ -105,6 +105,14 @@ pub struct Config {
     /// than RSS.
     pub thread_stack_size: usize,
 
+    /// Most connection threads at once (handshakes in progress, HTTP requests, WebSocket
+    /// connections that are talking; idle ones are parked and hold none). Over it, a new
+    /// connection gets 503 and a parked connection that speaks waits for the next free thread,
+    /// while parked clients keep getting their messages and heartbeats. Default 1024: ~12 MiB
+    /// of touched stack and 128 MiB of address space (a 32-bit Pi has 3 GiB), far more talkers
+    /// at the same instant than two cores can serve.
+    pub max_connection_threads: usize,
+
     /// How long a graceful shutdown waits for Close frames to reach slow clients before it cuts
     /// their sockets. Default 3 s.
     pub shutdown_timeout: Duration,
@@ -247,6 +255,7 @@ impl Default for Config {
             max_connections: 0,
             park_after: Duration::from_secs(5),
             thread_stack_size: 128 * 1024,
+            max_connection_threads: 1024,
             shutdown_timeout: Duration::from_secs(3),
             listen_backlog: 4096,
             chat: ChatConfig::default(),

@@ -47,6 +47,7 @@ mod stats;
 mod sys;
 #[cfg(test)]
 mod test_rng;
+mod threads;
 mod upgrade;
 mod web;
 

@@ -26,6 +26,7 @@ use crate::conn::{Conn, Poke, Stop};
 use crate::hub::ClientId;
 use crate::stats::Stats;
 use crate::sys::{self, Epoll};
+use crate::threads::Threads;
 
 /// Parkings between heap trims (see `Parking::maybe_trim`).
 const TRIM_AFTER_PARKS: usize = 64;
@@ -34,21 +35,27 @@ const TRIM_AFTER_PARKS: usize = 64;
 const TRIM_INTERVAL: Duration = Duration::from_secs(1);
 
 pub(crate) struct Parking {
+    /// Connection threads, capped; a woken connection waits here for one when all are taken.
+    pub(crate) threads: Arc<Threads>,
     epoll: Epoll,
     parked: Mutex<HashMap<ClientId, Box<Conn>>>,
     /// Connections parked since the heap was last trimmed, and when that was.
     trim: Mutex<(usize, Instant)>,
-    cfg: Arc<Config>,
     stats: Arc<Stats>,
 }
 
 impl Parking {
-    pub(crate) fn new(cfg: Arc<Config>, stats: Arc<Stats>) -> std::io::Result<Parking> {
+    pub(crate) fn new(cfg: &Config, stats: Arc<Stats>) -> std::io::Result<Parking> {
+        let threads = Arc::new(Threads::new(
+            cfg.max_connection_threads,
+            cfg.thread_stack_size,
+            stats.clone(),
+        ));
         Ok(Parking {
+            threads,
             epoll: Epoll::new()?,
             parked: Mutex::new(HashMap::new()),
             trim: Mutex::new((0, Instant::now())),
-            cfg,
             stats,
         })
     }
@@ -146,18 +153,13 @@ impl Parking {
     }
 }
 
-/// Gives a connection a thread of its own again, starting with `first`.
+/// Gives a connection a thread of its own again, starting with `first`; when every thread
+/// is taken, it waits for the next one that finishes (it is not refused: it only waits).
 fn resume(parking: &Arc<Parking>, conn: Box<Conn>, first: Option<WsResult<Message>>) {
-    let id = conn.id;
     let p = parking.clone();
-    let spawned = std::thread::Builder::new()
-        .name("wschat-conn".into())
-        .stack_size(parking.cfg.thread_stack_size)
-        .spawn(move || drive(&p, conn, first));
-    if let Err(e) = spawned {
-        // The closure (and the connection in it) was dropped: it is reported gone.
-        warn!("client {id}: cannot start a thread to resume it, closing it: {e}");
-    }
+    parking
+        .threads
+        .spawn_or_queue(Box::new(move || drive(&p, conn, first)));
 }
 
 /// Parks a connection that has just completed its handshake and sent nothing yet: its thread

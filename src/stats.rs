@@ -49,6 +49,10 @@ pub(crate) struct Stats {
     pub buffered_limit: AtomicUsize,
     /// Clients disconnected because the server's delivery budget was spent.
     pub budget_disconnects: AtomicU64,
+    /// Connection threads running now, their cap, and how often a connection found none.
+    pub threads: AtomicUsize,
+    pub threads_limit: AtomicUsize,
+    pub threads_refused: AtomicU64,
 }
 
 /// Upper bounds of [`Histogram`]'s buckets, in seconds: from a page-cache write (tens of
@@ -224,6 +228,24 @@ impl Stats {
             "counter",
             "Clients disconnected (1008) because the server's delivery budget was spent, furthest behind first.",
             self.budget_disconnects.load(Relaxed),
+        );
+        metric(
+            "wschat_connection_threads",
+            "gauge",
+            "Connection threads running now (handshakes, HTTP requests, talking WebSocket connections).",
+            self.threads.load(Relaxed) as u64,
+        );
+        metric(
+            "wschat_connection_threads_limit",
+            "gauge",
+            "The cap on connection threads (max_connection_threads).",
+            self.threads_limit.load(Relaxed) as u64,
+        );
+        metric(
+            "wschat_connection_threads_full_total",
+            "counter",
+            "Times a connection found every thread taken (a new one got 503, a parked one waited).",
+            self.threads_refused.load(Relaxed),
         );
         metric(
             "wschat_chat_log_failing",

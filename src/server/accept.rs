@@ -67,14 +67,21 @@ pub(super) fn accept_loop(shared: &Arc<Shared>) {
             admission::reject_over_capacity(shared, stream, peer);
             continue;
         };
-        let spawned = std::thread::Builder::new()
-            .name("wschat-conn".into())
-            .stack_size(shared.cfg.thread_stack_size)
-            .spawn(move || serve(slot, stream, peer));
-        if let Err(e) = spawned {
-            // The closure, and the slot in it, was dropped: the counts are already given back.
+        let threads = &shared.parking.threads;
+        if threads.full() {
+            // Every connection thread is taken: a new connection can retry; the ones parked
+            // keep being served.
+            drop(slot);
+            admission::reject_over_capacity(shared, stream, peer);
+            continue;
+        }
+        if threads
+            .spawn(Box::new(move || serve(slot, stream, peer)))
+            .is_err()
+        {
+            // The job, and the slot in it, was dropped: the counts are already given back.
             if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
-                warn!("cannot start a connection thread (connection dropped): {e}");
+                warn!("no connection thread for a new connection (dropped)");
                 last_warning = Some(Instant::now());
             }
         }

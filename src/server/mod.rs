@@ -282,7 +282,7 @@ impl Server {
         };
         let epoll = Arc::new(Epoll::new()?);
         let budget = Arc::new(Budget::new(cfg.max_buffered_bytes));
-        let parking = Arc::new(Parking::new(cfg.clone(), stats.clone())?);
+        let parking = Arc::new(Parking::new(&cfg, stats.clone())?);
         let shared = Arc::new(Shared {
             cfg: cfg.clone(),
             local_addr,

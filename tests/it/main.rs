@@ -58,5 +58,6 @@ mod shutdown;
 mod slow_consumer;
 mod slow_disk;
 mod subprotocols;
+mod thread_cap;
 mod tokens_fail_closed;
 mod trickle;
