@@ -1,32 +1,69 @@
-//! Who may connect: access tokens and the Origin check. Decided before the 101, answered with
-//! an HTTP status (401, 403).
+//! Who may connect: access tokens (file tokens and JWTs), private channels and the Origin
+//! check. Decided before the 101, answered with an HTTP status (401, 403).
 
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::SystemTime;
 
+use crate::config::Config;
 use crate::http::Head;
+use crate::jwt::{self, Keys};
 
 /// The tokens that admit a WebSocket client, each optionally bound to a chat name.
 ///
 /// File format, one token per line: `TOKEN [NAME]`. Blank lines and lines starting with `#` are
 /// ignored. A token is any run of non-space characters; NAME is the rest of the line (a chat
 /// name may contain spaces).
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub(crate) struct Tokens {
     entries: Vec<(Arc<str>, Option<String>)>,
+    /// The JWT keys, when `jwt_secret_file` or `jwt_public_key_file` is configured.
+    jwt: Option<Keys>,
     /// Whether a token is required at all: from the configuration (a tokens file, inline
     /// tokens, `require_token`), never from how many entries were read, so an empty or
     /// all-comment file admits nobody instead of everybody.
     required: bool,
 }
 
-/// A token that was accepted: the token itself (to find its connections if it is revoked) and
-/// the chat name it is bound to, if any.
-#[derive(Debug, Clone)]
+/// A token that was accepted: the file token itself (to find its connections if it is
+/// revoked; `None` for a JWT, which ends at its `exp` instead), the chat name it is bound to,
+/// and what a JWT's claims add (empty for a file token: an unbound, unprivileged token).
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Grant {
-    pub token: Arc<str>,
+    pub token: Option<Arc<str>>,
     pub name: Option<String>,
+    /// The JWT's `sub`.
+    pub sub: Option<String>,
+    /// Relay channels (names or patterns) it may use when they are private.
+    pub channels: Vec<String>,
+    /// Chat rooms (names or patterns) it may join when they are private.
+    pub rooms: Vec<String>,
+    /// The JWT's `admin` claim.
+    pub admin: bool,
+    /// When the connection must end (a JWT's `exp` plus the leeway).
+    pub expires: Option<SystemTime>,
+}
+
+/// Why a handshake's token was refused (401).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Denied {
+    /// No token at all.
+    Missing,
+    /// A token that failed this check (for `error_description`).
+    Invalid(&'static str),
+}
+
+impl Denied {
+    /// The `WWW-Authenticate` value (RFC 6750 3: no error code when no token was presented).
+    pub(crate) fn challenge(self) -> String {
+        match self {
+            Denied::Missing => "Bearer".to_string(),
+            Denied::Invalid(why) => {
+                format!("Bearer error=\"invalid_token\", error_description=\"{why}\"")
+            }
+        }
+    }
 }
 
 impl Tokens {
@@ -45,8 +82,23 @@ impl Tokens {
             .collect();
         Tokens {
             entries,
+            jwt: None,
             required: true,
         }
+    }
+
+    /// The file tokens and JWT keys that `cfg` configures, read from their files (at start
+    /// and on every reload).
+    pub(crate) fn from_config(cfg: &Config) -> std::io::Result<Tokens> {
+        let mut tokens = Tokens::load(cfg.tokens_file.as_deref(), &cfg.tokens, cfg.require_token)?;
+        tokens.jwt = Keys::load(cfg)?;
+        tokens.required |= tokens.jwt.is_some();
+        Ok(tokens)
+    }
+
+    /// How many JWT keys are loaded.
+    pub(crate) fn jwt_keys(&self) -> usize {
+        self.jwt.as_ref().map_or(0, Keys::count)
     }
 
     /// Reads `file` (if any) and adds the `inline` entries. Tokens are required when a file
@@ -61,6 +113,7 @@ impl Tokens {
                 .iter()
                 .map(|(t, n)| (Arc::from(t.as_str()), n.clone()))
                 .collect(),
+            jwt: None,
             required: require || file.is_some() || !inline.is_empty(),
         };
         if let Some(file) = file {
@@ -89,12 +142,39 @@ impl Tokens {
         for (token, name) in &self.entries {
             if ct_eq(token.as_bytes(), presented.as_bytes()) && found.is_none() {
                 found = Some(Grant {
-                    token: token.clone(),
+                    token: Some(token.clone()),
                     name: name.clone(),
+                    ..Grant::default()
                 });
             }
         }
         found
+    }
+
+    /// The grant for a handshake's token: a listed file token, else a valid JWT (when keys
+    /// are configured). A token longer than `jwt::MAX_TOKEN_LEN` is refused before anything
+    /// looks at its bytes, so its size costs nothing but the read.
+    pub(crate) fn admit(&self, presented: Option<&str>) -> Result<Grant, Denied> {
+        let presented = presented.ok_or(Denied::Missing)?;
+        if presented.len() > jwt::MAX_TOKEN_LEN {
+            return Err(Denied::Invalid("token too large"));
+        }
+        if let Some(grant) = self.check(presented) {
+            return Ok(grant);
+        }
+        let Some(keys) = &self.jwt else {
+            return Err(Denied::Invalid("unknown token"));
+        };
+        let id = keys.verify(presented).map_err(Denied::Invalid)?;
+        Ok(Grant {
+            token: None,
+            name: id.name,
+            sub: id.sub,
+            channels: id.channels,
+            rooms: id.rooms,
+            admin: id.admin,
+            expires: id.expires,
+        })
     }
 
     /// The chat names the tokens are bound to, which the chat reserves for them
@@ -107,6 +187,20 @@ impl Tokens {
     pub(crate) fn set(&self) -> HashSet<Arc<str>> {
         self.entries.iter().map(|(t, _)| t.clone()).collect()
     }
+}
+
+/// Whether `name` matches `pattern`: a name, or a prefix ending in `*` (`team-*` matches
+/// `team-a`; `*` matches everything).
+pub(crate) fn pattern_matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => pattern == name,
+    }
+}
+
+/// Whether any of `patterns` matches `name`.
+pub(crate) fn any_matches(patterns: &[String], name: &str) -> bool {
+    patterns.iter().any(|p| pattern_matches(p, name))
 }
 
 /// Equality whose running time depends only on the lengths, not on where the bytes differ.
@@ -233,6 +327,40 @@ mod tests {
         assert_eq!(env.len(), 2);
         assert_eq!(env.check("x1").unwrap().name.as_deref(), Some("bob"));
         assert_eq!(t.bound_names().collect::<Vec<_>>(), ["alice smith"]);
+    }
+
+    #[test]
+    fn patterns() {
+        assert!(pattern_matches("team-*", "team-a"));
+        assert!(pattern_matches("team-*", "team-"));
+        assert!(!pattern_matches("team-*", "tea"));
+        assert!(pattern_matches("news", "news"));
+        assert!(!pattern_matches("news", "newsroom"));
+        assert!(pattern_matches("*", ""));
+        assert!(any_matches(&["a".into(), "b-*".into()], "b-1"));
+        assert!(!any_matches(&[], "x"));
+    }
+
+    #[test]
+    fn admit_refuses_oversized_and_unknown_tokens_with_a_reason() {
+        let t = Tokens::parse("good alice", false);
+        assert_eq!(t.admit(None).unwrap_err(), Denied::Missing);
+        assert_eq!(
+            t.admit(Some("bad")).unwrap_err(),
+            Denied::Invalid("unknown token")
+        );
+        let huge = "g".repeat(64 * 1024);
+        assert_eq!(
+            t.admit(Some(&huge)).unwrap_err(),
+            Denied::Invalid("token too large")
+        );
+        let g = t.admit(Some("good")).unwrap();
+        assert_eq!(g.name.as_deref(), Some("alice"));
+        assert!(g.expires.is_none() && g.rooms.is_empty());
+        assert_eq!(
+            Denied::Invalid("expired").challenge(),
+            r#"Bearer error="invalid_token", error_description="expired""#
+        );
     }
 
     #[test]

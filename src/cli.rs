@@ -9,6 +9,9 @@ use wschat::Config;
 pub enum Command {
     Serve(Box<Config>),
     Bench(Vec<String>),
+    /// `wschat token`: the secret file and the claims of an HS256 token to print.
+    #[cfg(feature = "jwt")]
+    Token(std::path::PathBuf, Box<wschat::TokenClaims>),
     Help(String),
     Version,
 }
@@ -216,6 +219,69 @@ const OPTIONS: &[Opt] = &[
         },
     },
     Opt {
+        name: "jwt-secret-file",
+        value: "FILE",
+        help: "also admit HS256 JWTs signed with the key in FILE (its bytes, one trailing newline ignored); re-read on SIGHUP",
+        set: |c, v| {
+            c.jwt_secret_file = Some(v.into());
+            Ok(())
+        },
+    },
+    Opt {
+        name: "jwt-public-key-file",
+        value: "FILE",
+        help: "also admit RS256/ES256 JWTs verified with the PEM public key(s) in FILE; re-read on SIGHUP",
+        set: |c, v| {
+            c.jwt_public_key_file = Some(v.into());
+            Ok(())
+        },
+    },
+    Opt {
+        name: "jwt-issuer",
+        value: "ISS",
+        help: "JWTs must have this `iss` [default: not checked]",
+        set: |c, v| {
+            c.jwt_issuer = Some(v.into());
+            Ok(())
+        },
+    },
+    Opt {
+        name: "jwt-audience",
+        value: "AUD",
+        help: "JWTs must have this `aud` [default: not checked]",
+        set: |c, v| {
+            c.jwt_audience = Some(v.into());
+            Ok(())
+        },
+    },
+    Opt {
+        name: "jwt-leeway",
+        value: "SECS",
+        help: "clock leeway for a JWT's exp and nbf [default: 30]",
+        set: |c, v| {
+            c.jwt_leeway = Duration::from_secs(seconds(v)?.as_secs());
+            Ok(())
+        },
+    },
+    Opt {
+        name: "private-channel",
+        value: "PATTERN",
+        help: "relay channel (name or prefix-*) only JWTs whose `channels` claim matches may use; others get 403 (repeatable)",
+        set: |c, v| {
+            c.private_channels.push(v.into());
+            Ok(())
+        },
+    },
+    Opt {
+        name: "private-room",
+        value: "PATTERN",
+        help: "chat room (name or prefix-*) only JWTs whose `rooms` claim matches may join, read or list; others get `forbidden` (repeatable)",
+        set: |c, v| {
+            c.chat.private_rooms.push(v.into());
+            Ok(())
+        },
+    },
+    Opt {
         name: "allow-origin",
         value: "URL",
         help: "also accept WebSockets from pages of this origin (repeatable; * = any) [default: same origin only]",
@@ -316,7 +382,9 @@ fn help() -> String {
     let mut out = format!(
         "wschat {} - a WebSocket chat and broadcast server without an async runtime\n\n\
          Usage:\n  wschat [serve] [OPTIONS]   run the server (the default)\n  \
-         wschat bench SCENARIO ...  load-test a server (wschat bench --help)\n\n\
+         wschat bench SCENARIO ...  load-test a server (wschat bench --help)\n  \
+         wschat token --secret-file FILE [--sub S] [--name N] [--exp SECS] [--rooms a,b]\n      \
+         [--channels c,d] [--admin] [--iss ISS] [--aud AUD]   print an HS256 test token\n\n\
          Endpoints: GET / (chat page), ws://HOST/chat (JSON chat, PROTOCOL.md), ws://HOST/ (relay),\n\
          ws://HOST/relay/NAME, ws://HOST/echo, GET /healthz, GET /metrics\n\nOptions:\n",
         env!("CARGO_PKG_VERSION")
@@ -335,6 +403,8 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     let mut args = args;
     match args.first().map(String::as_str) {
         Some("bench") => return Ok(Command::Bench(args[1..].to_vec())),
+        #[cfg(feature = "jwt")]
+        Some("token") => return token(&args[1..]),
         Some("serve") => args = &args[1..],
         _ => {}
     }
@@ -374,6 +444,50 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     Ok(Command::Serve(Box::new(config)))
 }
 
+/// `wschat token` arguments (help is in `help()`).
+#[cfg(feature = "jwt")]
+fn token(args: &[String]) -> Result<Command, String> {
+    let list = |v: &str| -> Vec<String> {
+        v.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
+    };
+    let mut claims = wschat::TokenClaims::default();
+    let mut secret = None;
+    let mut i = 0;
+    while i < args.len() {
+        let flag = args[i].as_str();
+        i += 1;
+        if flag == "--admin" {
+            claims.admin = true;
+            continue;
+        }
+        let value = args
+            .get(i)
+            .ok_or_else(|| format!("wschat token: {flag} needs a value"))?
+            .clone();
+        i += 1;
+        match flag {
+            "--secret-file" => secret = Some(std::path::PathBuf::from(value)),
+            "--sub" => claims.sub = Some(value),
+            "--name" => claims.name = Some(value),
+            "--exp" => {
+                let secs: u64 = number(&value)?;
+                claims.lifetime = Duration::from_secs(secs);
+            }
+            "--rooms" => claims.rooms = list(&value),
+            "--channels" => claims.channels = list(&value),
+            "--iss" => claims.issuer = Some(value),
+            "--aud" => claims.audience = Some(value),
+            _ => return Err(format!("wschat token: unknown option {flag} (see --help)")),
+        }
+    }
+    let secret = secret.ok_or("wschat token needs --secret-file FILE")?;
+    Ok(Command::Token(secret, Box::new(claims)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,6 +517,30 @@ mod tests {
         assert!(parse(&args("--bogus 1")).is_err());
         assert!(parse(&args("--addr")).is_err());
         assert!(matches!(parse(&args("bench fanout -c 3")), Ok(Command::Bench(a)) if a.len() == 3));
+        let Ok(Command::Serve(c)) = parse(&args(
+            "--jwt-secret-file s --jwt-issuer app --private-channel team-* --private-channel ops",
+        )) else {
+            panic!("jwt options")
+        };
+        assert_eq!(c.jwt_issuer.as_deref(), Some("app"));
+        assert_eq!(c.private_channels, vec!["team-*", "ops"]);
+    }
+
+    #[cfg(feature = "jwt")]
+    #[test]
+    fn token_subcommand() {
+        let Ok(Command::Token(file, claims)) = parse(&args(
+            "token --secret-file /s --sub 7 --rooms a,team-* --exp 60 --admin",
+        )) else {
+            panic!("token")
+        };
+        assert_eq!(file, std::path::PathBuf::from("/s"));
+        assert_eq!(claims.sub.as_deref(), Some("7"));
+        assert_eq!(claims.rooms, vec!["a", "team-*"]);
+        assert_eq!(claims.lifetime, Duration::from_secs(60));
+        assert!(claims.admin);
+        assert!(parse(&args("token --sub 7")).is_err());
+        assert!(parse(&args("token --secret-file")).is_err());
     }
 
     #[test]

@@ -150,6 +150,37 @@ pub struct Config {
     /// The binary fills it from the `WSCHAT_TOKENS` environment variable. Default empty.
     pub tokens: Vec<(String, Option<String>)>,
 
+    /// An HS256 key for JWT admission: the file's bytes as they are, one trailing newline
+    /// ignored (the secret string your app signs with). When it or `jwt_public_key_file` is
+    /// set, every WebSocket upgrade needs a valid token (a file token or a JWT), as for
+    /// `tokens_file`; both kinds work side by side. Re-read by
+    /// [`Handle::reload_tokens`](crate::Handle::reload_tokens). Needs the `jwt` cargo feature
+    /// (on by default). Default `None`.
+    pub jwt_secret_file: Option<PathBuf>,
+
+    /// PEM public keys for RS256 (RSA) and ES256 (P-256) JWTs: one or more `PUBLIC KEY` blocks
+    /// (several during a key rotation; every key of the token's family is tried). Never used
+    /// for HMAC. Default `None`.
+    pub jwt_public_key_file: Option<PathBuf>,
+
+    /// When set, a JWT's `iss` must equal it (else 401 "wrong issuer"). Default `None`: any
+    /// or no `iss`.
+    pub jwt_issuer: Option<String>,
+
+    /// When set, a JWT's `aud` must contain it (else 401 "wrong audience"). Default `None`:
+    /// any or no `aud`.
+    pub jwt_audience: Option<String>,
+
+    /// Clock leeway for `exp` and `nbf`. Default 30 s: the app's and this machine's clocks
+    /// may differ by seconds (a Pi without an RTC syncs NTP only after boot), and a token that
+    /// expires 30 s late is a small risk next to users refused at random. A connection is
+    /// closed at `exp` plus this, the moment a new handshake with its token would be refused.
+    pub jwt_leeway: Duration,
+
+    /// Relay channels (names or `prefix-*` patterns; `*` = all) that only JWT holders whose
+    /// `channels` claim matches may use; others get 403 at the handshake. Default empty.
+    pub private_channels: Vec<String>,
+
     /// Origins (`https://example.com`) whose pages may open WebSockets here besides the
     /// server's own; `*` allows any. A request whose `Origin` is neither gets 403; requests
     /// without `Origin` (non-browser clients) are always allowed. Default empty: only pages
@@ -231,6 +262,12 @@ impl Default for Config {
             tokens_file: None,
             require_token: false,
             tokens: Vec::new(),
+            jwt_secret_file: None,
+            jwt_public_key_file: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwt_leeway: Duration::from_secs(30),
+            private_channels: Vec::new(),
             allowed_origins: Vec::new(),
             relay_protocol: None,
             allowed_hosts: Vec::new(),

@@ -100,6 +100,7 @@ pub enum Payload {
 pub struct AdmitRequest<'a> {
     pub(crate) head: &'a Head,
     pub(crate) peer: SocketAddr,
+    pub(crate) user: Option<&'a str>,
 }
 
 impl AdmitRequest<'_> {
@@ -121,6 +122,12 @@ impl AdmitRequest<'_> {
     /// The client's address.
     pub fn peer(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// The user id (`sub`) of the client's verified JWT; `None` without one (no token, or a
+    /// file token). The token has already passed every check when the hook sees it.
+    pub fn user(&self) -> Option<&str> {
+        self.user
     }
 }
 

@@ -39,6 +39,7 @@ mod frame;
 mod http;
 mod hub;
 mod json;
+mod jwt;
 mod park;
 mod protocol;
 mod ratelimit;
@@ -57,6 +58,8 @@ pub use config::Config;
 pub use embed::{AdmitRequest, Payload, ServerEvent};
 pub use error::{Error, Result};
 pub use forwarded::Cidr;
+#[cfg(feature = "jwt")]
+pub use jwt::{TokenClaims, sign_token};
 pub use server::{Builder, Handle, Server};
 pub use sys::{Signal, block_shutdown_signals, raise_fd_limit, wait_signal};
 

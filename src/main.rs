@@ -25,6 +25,17 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        #[cfg(feature = "jwt")]
+        Ok(Command::Token(secret, claims)) => match wschat::sign_token(&secret, &claims) {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("wschat token: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Ok(Command::Help(text)) => {
             print!("{text}");
             ExitCode::SUCCESS

@@ -52,6 +52,8 @@ pub(crate) enum ErrorCode {
     BinaryNotSupported,
     /// The server's message filter (a hook of the program embedding wschat) refused the text.
     Filtered,
+    /// A private room (`--private-room`) and the connection's token does not list it.
+    Forbidden,
 }
 
 impl ErrorCode {
@@ -74,6 +76,7 @@ impl ErrorCode {
             ErrorCode::ServerRoomLimit => "server_room_limit",
             ErrorCode::BinaryNotSupported => "binary_not_supported",
             ErrorCode::Filtered => "filtered",
+            ErrorCode::Forbidden => "forbidden",
         }
     }
 }

@@ -72,6 +72,10 @@ pub struct ChatConfig {
     pub presence_max_members: usize,
     /// The room every new connection joins unless its URL names another. Default `lobby`.
     pub default_room: String,
+    /// Private rooms: names or `prefix-*` patterns (case-insensitive). Joining one, reading
+    /// its history or listing its users needs a JWT whose `rooms` claim matches it, else
+    /// `forbidden`; `rooms` lists it only to those. Default empty: every room is open.
+    pub private_rooms: Vec<String>,
 }
 
 impl Default for ChatConfig {
@@ -92,6 +96,7 @@ impl Default for ChatConfig {
             user_list_max: 1000,
             presence_max_members: 1000,
             default_room: "lobby".to_owned(),
+            private_rooms: Vec::new(),
         }
     }
 }

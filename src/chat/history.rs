@@ -166,6 +166,7 @@ impl Chat {
             usize::try_from(l).unwrap_or(usize::MAX)
         });
         let limit = limit.min(cap);
+        self.may_use(conn, &name_key(name))?;
         let msg = match self.rooms.get(&name_key(name)) {
             Some(room) => {
                 let (messages, more) =

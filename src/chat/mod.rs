@@ -73,6 +73,8 @@ struct Client {
     creator: Creator,
     /// Keys of the rooms it is in, in joining order; the last is the current room.
     rooms: Vec<String>,
+    /// Private rooms it may use: its token's `rooms` claim, lowercased (names or patterns).
+    allowed: Vec<String>,
 }
 
 /// The chat state. One per server, owned by the dispatcher thread.
@@ -147,21 +149,35 @@ impl Chat {
     /// guest name (it gets `welcome` with its new name). If the name is invalid or another
     /// token-bound connection holds it, this connection gets the `error` and a close (1008).
     ///
+    /// `allowed_rooms`: its JWT's `rooms` claim (names or patterns), the private rooms
+    /// (`ChatConfig::private_rooms`) it may join, read and list; empty without one.
+    ///
     /// The rooms it creates count against the connection alone; [`Chat::connect_from`] counts
     /// them against the client's address instead. The server always has an address and uses
     /// that; the unit tests, which have none, use this.
     #[cfg(test)]
+    #[allow(clippy::too_many_arguments)] // what the handshake decided, passed as it came
     pub(crate) fn connect(
         &mut self,
         conn: ConnId,
         login: Option<&str>,
         room: Option<&str>,
         bound_name: bool,
+        allowed_rooms: &[String],
         now_ms: u64,
         out: &mut Outbox,
     ) {
         let creator = Creator::Conn(conn);
-        self.open_client(conn, creator, login, room, bound_name, now_ms, out);
+        self.open_client(
+            conn,
+            creator,
+            login,
+            room,
+            bound_name,
+            allowed_rooms,
+            now_ms,
+            out,
+        );
     }
 
     /// [`Chat::connect`] for a client at `addr` (the address the server's per-IP cap counts,
@@ -175,11 +191,21 @@ impl Chat {
         login: Option<&str>,
         room: Option<&str>,
         bound_name: bool,
+        allowed_rooms: &[String],
         now_ms: u64,
         out: &mut Outbox,
     ) {
         let creator = Creator::of_addr(addr);
-        self.open_client(conn, creator, login, room, bound_name, now_ms, out);
+        self.open_client(
+            conn,
+            creator,
+            login,
+            room,
+            bound_name,
+            allowed_rooms,
+            now_ms,
+            out,
+        );
     }
 
     #[allow(clippy::too_many_arguments)] // connect's, plus who its rooms count against
@@ -190,6 +216,7 @@ impl Chat {
         login: Option<&str>,
         room: Option<&str>,
         bound_name: bool,
+        allowed_rooms: &[String],
         now_ms: u64,
         out: &mut Outbox,
     ) {
@@ -230,6 +257,7 @@ impl Chat {
                 bound: bound_name && login.is_some(),
                 creator,
                 rooms: Vec::new(),
+                allowed: allowed_rooms.iter().map(|p| name_key(p)).collect(),
             },
         );
 

@@ -29,6 +29,27 @@ impl Chat {
             .map_err(|p| Reject::new(ErrorCode::BadRoom, name_msg("room name", p, max)))
     }
 
+    /// `Ok` when `conn` may use room `key` (not private, or its token lists it).
+    pub(super) fn may_use(&self, conn: ConnId, key: &str) -> Result<(), Reject> {
+        let private = self
+            .cfg
+            .private_rooms
+            .iter()
+            .any(|p| crate::auth::pattern_matches(&name_key(p), key));
+        let allowed = || {
+            self.clients
+                .get(&conn)
+                .is_some_and(|c| crate::auth::any_matches(&c.allowed, key))
+        };
+        if private && !allowed() {
+            return Err(Reject::new(
+                ErrorCode::Forbidden,
+                format!("`{key}` is a private room and your token does not list it"),
+            ));
+        }
+        Ok(())
+    }
+
     /// Makes sure room `key` exists, creating it as `name`. At `max_rooms` a new room is
     /// refused with `server_room_limit`: no room is retired to make place, because a room
     /// without members that is kept has history, and retiring it would let anyone erase any
@@ -79,6 +100,7 @@ impl Chat {
     ) -> Result<(), Reject> {
         let name = self.room_name(raw)?;
         let key = name_key(name);
+        self.may_use(conn, &key)?;
         let Some(client) = self.clients.get(&conn) else {
             return Ok(());
         };
@@ -199,8 +221,9 @@ impl Chat {
     pub(super) fn list_rooms(&self, conn: ConnId, reference: Option<&Value>, out: &mut Outbox) {
         let mut rooms: Vec<(String, &Room)> = self
             .rooms
-            .values()
-            .map(|r| (r.name.to_lowercase(), r))
+            .iter()
+            .filter(|(k, _)| self.may_use(conn, k).is_ok())
+            .map(|(_, r)| (r.name.to_lowercase(), r))
             .collect();
         rooms.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.name.cmp(&b.1.name)));
         let rooms = rooms
@@ -242,6 +265,7 @@ impl Chat {
         out: &mut Outbox,
     ) -> Result<(), Reject> {
         let name = self.room_name(raw)?;
+        self.may_use(conn, &name_key(name))?;
         let msg = match self.rooms.get(&name_key(name)) {
             Some(room) => {
                 let (users, count) = self.user_list(room);
@@ -605,7 +629,7 @@ mod tests {
         let from = |h: &mut H, conn: ConnId, addr| {
             h.now += 1;
             h.chat
-                .connect_from(conn, addr, None, None, false, h.now, &mut h.out);
+                .connect_from(conn, addr, None, None, false, &[], h.now, &mut h.out);
             h.take()
         };
         from(&mut h, 10, v4);

@@ -59,7 +59,7 @@ impl H {
     ) -> Got {
         self.now += 1;
         self.chat
-            .connect(conn, name, room, bound, self.now, &mut self.out);
+            .connect(conn, name, room, bound, &[], self.now, &mut self.out);
         self.take()
     }
 

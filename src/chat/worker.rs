@@ -47,6 +47,8 @@ pub(crate) enum ChatEvent {
         name: Option<String>,
         room: Option<String>,
         bound: bool,
+        /// The token's `rooms` claim: the private rooms it may use.
+        rooms: Vec<String>,
     },
     /// One frame of a chat connection, classified and rate-limited by its thread.
     Input { id: ClientId, input: Box<Input> },
@@ -160,12 +162,14 @@ impl ChatWorker {
                 name,
                 room,
                 bound,
+                rooms,
             } => self.chat.connect_from(
                 id,
                 addr,
                 name.as_deref(),
                 room.as_deref(),
                 bound,
+                &rooms,
                 now,
                 &mut self.outbox,
             ),

@@ -24,7 +24,8 @@ mod chat_link;
 mod poller;
 mod queue;
 
-use std::collections::{HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -100,6 +101,8 @@ pub(crate) enum Event {
         stream: Arc<TcpStream>,
         handshake: Vec<u8>,
         route: Route,
+        /// When its JWT expires: then it is closed with 1008 "token expired".
+        expires: Option<Instant>,
         /// The access token it presented, to cut it if the token is revoked.
         token: Option<Arc<str>>,
     },
@@ -176,7 +179,16 @@ pub(crate) struct Hub {
     welcome: Option<Vec<u8>>,
     /// Set when shutting down: the time after which remaining sockets are cut.
     shutdown_deadline: Option<Instant>,
+    /// Token expiries, soonest first: the loop waits until the first one, so expiring costs
+    /// O(log n) per connection and nothing per tick. Entries of clients that left earlier stay
+    /// until their time (ids are never reused, so they match no one) or the next compaction.
+    expiries: BinaryHeap<Reverse<(Instant, ClientId)>>,
 }
+
+/// Below this many heap entries, stale ones (clients gone before their token expired) are left
+/// to fall out at their time; above it, and when they outnumber the clients, they are swept, so
+/// the heap stays within twice the clients (plus this) however long the tokens live.
+const EXPIRIES_COMPACT_AT: usize = 1024;
 
 impl Hub {
     pub(crate) fn new(
@@ -204,6 +216,7 @@ impl Hub {
             delivered: 0,
             welcome,
             shutdown_deadline: None,
+            expiries: BinaryHeap::new(),
         }
     }
 
@@ -212,10 +225,11 @@ impl Hub {
         let tick = self.cfg.ping_interval;
         let mut next_tick = (!tick.is_zero()).then(|| Instant::now() + tick);
         loop {
-            let deadline = match (next_tick, self.shutdown_deadline) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let expiry = self.expiries.peek().map(|Reverse((at, _))| *at);
+            let deadline = [next_tick, self.shutdown_deadline, expiry]
+                .into_iter()
+                .flatten()
+                .min();
             let first = match deadline {
                 Some(d) => self.rx.recv_deadline(d),
                 None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
@@ -243,6 +257,7 @@ impl Hub {
                 self.heartbeat();
                 next_tick = Some(t.max(now - tick) + tick);
             }
+            self.expire(now);
             self.flush_dirty();
             if let Some(deadline) = self.shutdown_deadline {
                 if self.clients.is_empty() {
@@ -271,8 +286,14 @@ impl Hub {
                 stream,
                 handshake,
                 route,
+                expires,
                 token,
-            } => self.open(id, stream, handshake, route, token),
+            } => {
+                if let Some(at) = expires {
+                    self.expiries.push(Reverse((at, id)));
+                }
+                self.open(id, stream, handshake, route, token)
+            }
             Event::Message { id, opcode, data } => {
                 self.handled += data.len();
                 self.stats.messages_in.fetch_add(1, Relaxed);
@@ -466,6 +487,26 @@ impl Hub {
                 c.closing = true;
             }
             mark_dirty(&mut self.dirty, id, c);
+        }
+    }
+
+    /// Closes the clients whose token expired by `now` (1008 "token expired").
+    fn expire(&mut self, now: Instant) {
+        while let Some(&Reverse((at, id))) = self.expiries.peek() {
+            if at > now {
+                break;
+            }
+            self.expiries.pop();
+            if self.clients.contains_key(&id) {
+                debug!("client {id}: its token expired");
+                self.drop_client(id, Some((1008, "token expired")));
+            }
+        }
+        if self.expiries.len() > EXPIRIES_COMPACT_AT && self.expiries.len() > 2 * self.clients.len()
+        {
+            let clients = &self.clients;
+            self.expiries
+                .retain(|Reverse((_, id))| clients.contains_key(id));
         }
     }
 

@@ -5,7 +5,7 @@ use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, warn};
 
@@ -145,7 +145,8 @@ fn serve(mut slot: Slot, stream: TcpStream, peer: SocketAddr) {
         }
     };
     // Admission, decided before the 101 so that a refusal is an HTTP status a client can see.
-    let Ok(grant) = admission::check_handshake(shared, &head, peer, &stream) else {
+    let Ok(grant) = admission::check_handshake(shared, &head, &accepted.route, peer, &stream)
+    else {
         return;
     };
     if let (Route::Chat { name, bound, .. }, Some(bound_name)) = (
@@ -208,6 +209,7 @@ fn start_websocket(
                 name: name.clone(),
                 room: room.clone(),
                 bound: *bound,
+                rooms: grant.as_ref().map(|g| g.rooms.clone()).unwrap_or_default(),
             }),
         ),
         Route::Relay(_) => (
@@ -229,6 +231,13 @@ fn start_websocket(
             None,
         ),
     };
+    // The dispatcher closes the connection when its JWT expires: the wall-clock `exp` as a
+    // point on the monotonic clock the dispatcher's loop waits on.
+    let expires = grant.as_ref().and_then(|g| g.expires).map(|at| {
+        Instant::now()
+            + at.duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+    });
     // The dispatcher registers the client (and writes its 101) before the chat worker hears
     // of it, so the chat's first answer (`welcome`) always finds the client registered.
     let opened = shared
@@ -238,7 +247,8 @@ fn start_websocket(
             stream: stream.clone(),
             handshake: accepted.response,
             route: accepted.route,
-            token: grant.map(|g| g.token),
+            expires,
+            token: grant.and_then(|g| g.token),
         })
         .is_ok()
         && login.is_none_or(|login| shared.chat.send(login).is_ok());

@@ -13,6 +13,7 @@ use crate::auth::{self, Grant};
 use crate::embed::AdmitRequest;
 use crate::forwarded;
 use crate::http::{self, Head};
+use crate::upgrade::Route;
 
 /// Connections over the cap are answered 503 by short-lived threads; at most this many at once,
 /// beyond which they are closed without an answer (a flood must not turn into a thread bomb).
@@ -148,12 +149,14 @@ pub(super) fn reject_over_capacity(shared: &Arc<Shared>, stream: TcpStream, peer
     }
 }
 
-/// The checks a WebSocket handshake passes before its 101: Origin (403), the access token
-/// when tokens are configured (401), then the host's admission hook. On a refusal the client
-/// is answered here and `Err` returned; otherwise the token's grant, if any.
+/// The checks a WebSocket handshake passes before its 101: Host and Origin (403), the access
+/// token when tokens are configured (401, a file token or a JWT), a private relay channel
+/// (403 without a matching `channels` claim), then the host's admission hook. On a refusal the
+/// client is answered here and `Err` returned; otherwise the token's grant, if any.
 pub(super) fn check_handshake(
     shared: &Shared,
     head: &Head,
+    route: &Route,
     peer: SocketAddr,
     stream: &TcpStream,
 ) -> Result<Option<Grant>, ()> {
@@ -173,19 +176,48 @@ pub(super) fn check_handshake(
     let grant = if !tokens.required() {
         None
     } else {
-        match auth::presented_token(head).and_then(|t| tokens.check(&t)) {
-            Some(grant) => Some(grant),
-            None => {
+        match tokens.admit(auth::presented_token(head).as_deref()) {
+            Ok(grant) => Some(grant),
+            Err(denied) => {
                 // Never log the token itself.
-                debug!("{peer}: missing or unknown access token");
+                debug!("{peer}: access token refused: {denied:?}");
                 shared.stats.rejected(401);
-                http::reject(stream, 401, &[("WWW-Authenticate", "Bearer")]);
+                let challenge = denied.challenge();
+                http::reject(stream, 401, &[("WWW-Authenticate", &challenge)]);
                 return Err(());
             }
         }
     };
+    drop(tokens);
+    if let Some(g) = grant.as_ref().filter(|g| g.token.is_none()) {
+        debug!(
+            "{peer}: JWT of user {:?} accepted (rooms {:?}, channels {:?}, admin {})",
+            g.sub, g.rooms, g.channels, g.admin
+        );
+    }
+    // A private relay channel needs a token whose `channels` claim matches it.
+    if let Route::Relay(channel) = route {
+        if auth::any_matches(&shared.cfg.private_channels, channel)
+            && !grant
+                .as_ref()
+                .is_some_and(|g| auth::any_matches(&g.channels, channel))
+        {
+            debug!("{peer}: private channel {channel:?} refused: no matching `channels` claim");
+            shared.stats.rejected(403);
+            http::reject(
+                stream,
+                403,
+                &[(
+                    "WWW-Authenticate",
+                    "Bearer error=\"insufficient_scope\", error_description=\"private channel\"",
+                )],
+            );
+            return Err(());
+        }
+    }
     if let Some(admit) = &shared.hooks.admit {
-        if let Err(status) = admit(&AdmitRequest { head, peer }) {
+        let user = grant.as_ref().and_then(|g| g.sub.as_deref());
+        if let Err(status) = admit(&AdmitRequest { head, peer, user }) {
             let status = if (400..500).contains(&status) {
                 status
             } else {

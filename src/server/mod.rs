@@ -258,15 +258,12 @@ impl Server {
             sys::nofile_limit().saturating_sub(RESERVED_FDS).max(16) as usize
         };
 
-        let tokens = Tokens::load(
-            config.tokens_file.as_deref(),
-            &config.tokens,
-            config.require_token,
-        )?;
+        let tokens = Tokens::from_config(&config)?;
         if tokens.required() {
             info!(
-                "{} access tokens loaded: WebSocket clients must present one",
-                tokens.len()
+                "{} access tokens and {} JWT keys loaded: WebSocket clients must present a token",
+                tokens.len(),
+                tokens.jwt_keys()
             );
         }
         let mut chat = Chat::open(config.chat.clone())?;
@@ -556,10 +553,11 @@ impl Handle {
         }
     }
 
-    /// Re-reads the tokens file (and keeps `Config::tokens`), replacing the tokens in force, and
-    /// returns how many there are now. Connections whose token is no longer valid are closed
-    /// with 1008 ("access token revoked"); everyone else stays connected. On error (the file is
-    /// unreadable) the old tokens stay in force.
+    /// Re-reads the tokens file (and keeps `Config::tokens`) and the JWT key files, replacing
+    /// the tokens and keys in force, and returns how many file tokens there are now.
+    /// Connections whose file token is no longer valid are closed with 1008 ("access token
+    /// revoked"); everyone else stays connected (JWT connections end at their `exp`). On error
+    /// (a file is unreadable, a key malformed) the old tokens and keys stay in force.
     ///
     /// # Errors
     /// [`Error::Io`] when the file cannot be read.
@@ -575,7 +573,9 @@ impl Handle {
     /// ```
     pub fn reload_tokens(&self) -> Result<usize> {
         let cfg = &self.shared.cfg;
-        let fresh = Tokens::load(cfg.tokens_file.as_deref(), &cfg.tokens, cfg.require_token)?;
+        // The JWT key files too: a rotated key takes effect on SIGHUP. JWT connections are not
+        // cut here: they end at their `exp`.
+        let fresh = Tokens::from_config(cfg)?;
         let count = fresh.len();
         let fresh = Arc::new(fresh);
         let names = fresh.bound_names().map(str::to_owned).collect();
@@ -588,8 +588,9 @@ impl Handle {
             .filter(|t| !keep.contains(t))
             .collect();
         info!(
-            "tokens reloaded: {count} in force, {} revoked",
-            revoked.len()
+            "tokens reloaded: {count} in force, {} revoked, {} JWT keys",
+            revoked.len(),
+            fresh.jwt_keys()
         );
         if !revoked.is_empty() {
             let _ = self.shared.tx.send(Event::Revoked(revoked));

@@ -44,6 +44,8 @@ mod http_hardening;
 mod http_keepalive;
 mod http_page;
 mod idle_cost;
+#[cfg(feature = "jwt")]
+mod jwt;
 mod memory_budget;
 mod one_port;
 mod parking;
