@@ -144,6 +144,10 @@ pub(crate) enum Request {
         room: String,
         /// Message text, relayed exactly as sent.
         text: String,
+        /// Say it under this name instead of one's own, in any room, without joining: only
+        /// for a connection whose JWT has `admin: true` (a bot); others get `forbidden`.
+        #[serde(default, rename = "as")]
+        as_name: Option<String>,
     },
     /// A direct message to one user.
     Dm {

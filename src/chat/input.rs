@@ -159,6 +159,15 @@ mod tests {
                 Request::Say {
                     room: "dev".into(),
                     text: "hi".into(),
+                    as_name: None,
+                },
+            ),
+            (
+                r#"{"type":"say","room":"news","text":"deploy done","as":"ci"}"#,
+                Request::Say {
+                    room: "news".into(),
+                    text: "deploy done".into(),
+                    as_name: Some("ci".into()),
                 },
             ),
             (

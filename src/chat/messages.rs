@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::history::Entry;
 use super::journal::RecordOut;
-use super::names::{clean_name, look_key, name_key};
+use super::names::{clean_name, look_key, name_key, name_msg};
 use super::outbox::{Outbox, Posted};
 use super::rooms::not_in_room;
 use super::{Chat, ConnId};
@@ -58,6 +58,75 @@ impl Chat {
         self.check_text(text)?;
         let from = client.name.clone();
         Ok(self.post(&key, &from, text, now_ms, Some((conn, reference)), out))
+    }
+
+    /// `say` with `as`: an admin connection (its JWT's `admin` claim) says `text` in `raw_room`
+    /// under `name`, as [`Chat::say_as`] does for the host program: any room (created if
+    /// needed, within the room limits), without joining it. The sender gets its copy with its
+    /// `ref` whether it is in the room or not.
+    #[allow(clippy::too_many_arguments)] // the request's fields, passed as they came
+    pub(super) fn say_as_admin(
+        &mut self,
+        conn: ConnId,
+        raw_room: &str,
+        name: &str,
+        text: &str,
+        reference: Option<&Value>,
+        now_ms: u64,
+        out: &mut Outbox,
+    ) -> Result<(), Reject> {
+        if !self.clients.get(&conn).is_some_and(|c| c.admin) {
+            return Err(Reject::new(
+                ErrorCode::Forbidden,
+                "saying as another name needs a token with the admin claim",
+            ));
+        }
+        let max = self.cfg.max_name_chars;
+        let room = self.room_name(raw_room)?;
+        let from = clean_name(name, max)
+            .map_err(|p| Reject::new(ErrorCode::BadName, name_msg("name", p, max)))?;
+        self.check_text(text)?;
+        let key = name_key(room);
+        self.ensure_room(&key, room)?;
+        let member = self
+            .rooms
+            .get(&key)
+            .is_some_and(|r| r.members.contains(&conn));
+        // Its copy (with the ref) even when it is not a member: one answer per request.
+        let sender = (member || reference.is_some()).then_some((conn, reference));
+        let id = self.post(&key, from, text, now_ms, sender, out);
+        if !member && reference.is_none() {
+            self.echo_to_sender(conn, &key, id, from, text, now_ms, out);
+        }
+        Ok(())
+    }
+
+    /// Sends `conn` its own copy of message `id` in room `key` (an admin's say from outside).
+    #[allow(clippy::too_many_arguments)] // the message's fields
+    fn echo_to_sender(
+        &self,
+        conn: ConnId,
+        key: &str,
+        id: u64,
+        from: &str,
+        text: &str,
+        now_ms: u64,
+        out: &mut Outbox,
+    ) {
+        if let Some(room) = self.rooms.get(key) {
+            out.send(
+                vec![conn],
+                &ServerMsg::Message {
+                    id,
+                    ts: now_ms,
+                    room: Some(&room.name),
+                    to: None,
+                    from,
+                    text,
+                    reference: None,
+                },
+            );
+        }
     }
 
     /// Plain text: `say` in the current room (the room most recently joined that it is still

@@ -50,6 +50,22 @@ use names::{clean_name, name_key, name_msg};
 pub(crate) use outbox::{Delivery, Outbox};
 use rooms::{Creations, Creator, Room};
 
+/// What a connection's token lets it do in the chat beyond what anyone may.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Rights {
+    /// Private rooms it may join, read and list (`ChatConfig::private_rooms`): its JWT's
+    /// `rooms` claim, names or `prefix*` patterns.
+    pub rooms: Vec<String>,
+    /// Its JWT's `admin` claim: it may `say` in any room under any name (with `as`), as
+    /// `Handle::say` and `POST /api/publish` do: a bot, an announcement.
+    pub admin: bool,
+    /// Its bound name comes from the tokens file, which reserves that name for it. A JWT's
+    /// `name` is bound too (it cannot be changed, it beats a squatter), but it may not take a
+    /// name the tokens file reserves: two ways of vouching for one name would be a conflict,
+    /// and the file is the operator's own list.
+    pub file_token: bool,
+}
+
 /// The dispatcher's id for a connection. The chat never reuses or invents one.
 pub(crate) type ConnId = u64;
 
@@ -75,6 +91,8 @@ struct Client {
     rooms: Vec<String>,
     /// Private rooms it may use: its token's `rooms` claim, lowercased (names or patterns).
     allowed: Vec<String>,
+    /// Its token's `admin` claim: it may say in any room under any name (`say` with `as`).
+    admin: bool,
 }
 
 /// The chat state. One per server, owned by the dispatcher thread.
@@ -149,8 +167,8 @@ impl Chat {
     /// guest name (it gets `welcome` with its new name). If the name is invalid or another
     /// token-bound connection holds it, this connection gets the `error` and a close (1008).
     ///
-    /// `allowed_rooms`: its JWT's `rooms` claim (names or patterns), the private rooms
-    /// (`ChatConfig::private_rooms`) it may join, read and list; empty without one.
+    /// `rights`: what its token allows (see [`Rights`]); the default for a connection without
+    /// one, or with a token that grants nothing.
     ///
     /// The rooms it creates count against the connection alone; [`Chat::connect_from`] counts
     /// them against the client's address instead. The server always has an address and uses
@@ -163,21 +181,12 @@ impl Chat {
         login: Option<&str>,
         room: Option<&str>,
         bound_name: bool,
-        allowed_rooms: &[String],
+        rights: &Rights,
         now_ms: u64,
         out: &mut Outbox,
     ) {
         let creator = Creator::Conn(conn);
-        self.open_client(
-            conn,
-            creator,
-            login,
-            room,
-            bound_name,
-            allowed_rooms,
-            now_ms,
-            out,
-        );
+        self.open_client(conn, creator, login, room, bound_name, rights, now_ms, out);
     }
 
     /// [`Chat::connect`] for a client at `addr` (the address the server's per-IP cap counts,
@@ -191,21 +200,12 @@ impl Chat {
         login: Option<&str>,
         room: Option<&str>,
         bound_name: bool,
-        allowed_rooms: &[String],
+        rights: &Rights,
         now_ms: u64,
         out: &mut Outbox,
     ) {
         let creator = Creator::of_addr(addr);
-        self.open_client(
-            conn,
-            creator,
-            login,
-            room,
-            bound_name,
-            allowed_rooms,
-            now_ms,
-            out,
-        );
+        self.open_client(conn, creator, login, room, bound_name, rights, now_ms, out);
     }
 
     #[allow(clippy::too_many_arguments)] // connect's, plus who its rooms count against
@@ -216,7 +216,7 @@ impl Chat {
         login: Option<&str>,
         room: Option<&str>,
         bound_name: bool,
-        allowed_rooms: &[String],
+        rights: &Rights,
         now_ms: u64,
         out: &mut Outbox,
     ) {
@@ -227,19 +227,21 @@ impl Chat {
         let mut errors = Vec::new();
         let claimed = match login {
             None => None,
-            Some(raw) => match self.claim_name(conn, raw, bound_name, out) {
-                Ok(claimed) => Some(claimed),
-                Err(rej) if bound_name => {
-                    debug!("chat: conn {conn} refused: token name: {}", rej.message);
-                    out.send_error(conn, &rej);
-                    out.close(conn, CLOSE_POLICY, "name rejected");
-                    return;
+            Some(raw) => {
+                match self.claim_name(conn, raw, bound_name, bound_name && rights.file_token, out) {
+                    Ok(claimed) => Some(claimed),
+                    Err(rej) if bound_name => {
+                        debug!("chat: conn {conn} refused: token name: {}", rej.message);
+                        out.send_error(conn, &rej);
+                        out.close(conn, CLOSE_POLICY, "name rejected");
+                        return;
+                    }
+                    Err(rej) => {
+                        errors.push(rej);
+                        None
+                    }
                 }
-                Err(rej) => {
-                    errors.push(rej);
-                    None
-                }
-            },
+            }
         };
         let (name, keys) = match claimed {
             Some(c) => c,
@@ -257,7 +259,8 @@ impl Chat {
                 bound: bound_name && login.is_some(),
                 creator,
                 rooms: Vec::new(),
-                allowed: allowed_rooms.iter().map(|p| name_key(p)).collect(),
+                allowed: rights.rooms.iter().map(|p| name_key(p)).collect(),
+                admin: rights.admin,
             },
         );
 
@@ -320,9 +323,18 @@ impl Chat {
             Request::Login { name } => self.login(conn, &name, reference, out),
             Request::Join { room } => self.join(conn, &room, reference, now_ms, out),
             Request::Leave { room } => self.leave(conn, &room, reference, out),
-            Request::Say { room, text } => self
+            Request::Say {
+                room,
+                text,
+                as_name: None,
+            } => self
                 .say(conn, &room, &text, reference, now_ms, out)
                 .map(drop),
+            Request::Say {
+                room,
+                text,
+                as_name: Some(name),
+            } => self.say_as_admin(conn, &room, &name, &text, reference, now_ms, out),
             Request::Dm { to, text } => self.dm(conn, &to, &text, reference, now_ms, out),
             Request::Rooms => {
                 self.list_rooms(conn, reference, out);

@@ -220,6 +220,7 @@ impl Chat {
         conn: ConnId,
         raw: &str,
         bound: bool,
+        owns_reserved: bool,
         out: &mut Outbox,
     ) -> Result<(Arc<str>, Keys), Reject> {
         let max = self.cfg.max_name_chars;
@@ -229,13 +230,13 @@ impl Chat {
         if keys.same.starts_with(GUEST_PREFIX) || keys.look.starts_with(GUEST_PREFIX) {
             return Err(bad(NameProblem::Reserved));
         }
-        // A name bound to a token is its token's even while nobody holds it; only that
-        // token's connection (bound) may claim it, or keep it on a re-login.
+        // A name bound to a file token is its token's even while nobody holds it; only that
+        // token's connection may claim it, or keep it on a re-login (`owns_reserved`).
         let keeps_own = self
             .clients
             .get(&conn)
             .is_some_and(|c| c.bound && c.key == keys.same);
-        if !bound && !keeps_own && keys.in_set(&self.reserved) {
+        if !owns_reserved && !keeps_own && keys.in_set(&self.reserved) {
             return Err(Reject::new(
                 ErrorCode::NameTaken,
                 format!("`{name}` is reserved for its access token"),
@@ -411,7 +412,7 @@ impl Chat {
                 "your name comes from your login token",
             ));
         }
-        let (name, keys) = self.claim_name(conn, raw, false, out)?;
+        let (name, keys) = self.claim_name(conn, raw, false, false, out)?;
         self.rename(conn, name, keys, out);
         self.send_welcome(conn, reference, out);
         Ok(())

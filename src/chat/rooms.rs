@@ -628,8 +628,16 @@ mod tests {
         let six_other: std::net::IpAddr = "2001:db8:0:1::1".parse().unwrap_or(v4);
         let from = |h: &mut H, conn: ConnId, addr| {
             h.now += 1;
-            h.chat
-                .connect_from(conn, addr, None, None, false, &[], h.now, &mut h.out);
+            h.chat.connect_from(
+                conn,
+                addr,
+                None,
+                None,
+                false,
+                &crate::chat::Rights::default(),
+                h.now,
+                &mut h.out,
+            );
             h.take()
         };
         from(&mut h, 10, v4);

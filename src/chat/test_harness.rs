@@ -58,8 +58,18 @@ impl H {
         bound: bool,
     ) -> Got {
         self.now += 1;
-        self.chat
-            .connect(conn, name, room, bound, &[], self.now, &mut self.out);
+        self.chat.connect(
+            conn,
+            name,
+            room,
+            bound,
+            &super::Rights {
+                file_token: bound,
+                ..Default::default()
+            },
+            self.now,
+            &mut self.out,
+        );
         self.take()
     }
 

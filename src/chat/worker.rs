@@ -17,7 +17,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use log::{debug, error, info};
 
-use super::{Chat, Delivery, Input, Outbox};
+use super::{Chat, Delivery, Input, Outbox, Rights};
 use crate::embed::ServerEvent;
 use crate::frame;
 use crate::hub::{ChatOut, ClientId, Event};
@@ -47,8 +47,8 @@ pub(crate) enum ChatEvent {
         name: Option<String>,
         room: Option<String>,
         bound: bool,
-        /// The token's `rooms` claim: the private rooms it may use.
-        rooms: Vec<String>,
+        /// What its token allows in the chat.
+        rights: Rights,
     },
     /// One frame of a chat connection, classified and rate-limited by its thread.
     Input { id: ClientId, input: Box<Input> },
@@ -162,14 +162,14 @@ impl ChatWorker {
                 name,
                 room,
                 bound,
-                rooms,
+                rights,
             } => self.chat.connect_from(
                 id,
                 addr,
                 name.as_deref(),
                 room.as_deref(),
                 bound,
-                &rooms,
+                &rights,
                 now,
                 &mut self.outbox,
             ),

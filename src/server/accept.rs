@@ -12,6 +12,7 @@ use log::{debug, warn};
 use super::admission::{self, Slot};
 use super::{Handle, Shared};
 use crate::auth::Grant;
+use crate::chat::Rights;
 use crate::chat::ingress::{ChatEndpoint, ChatLimit};
 use crate::chat::worker::ChatEvent;
 use crate::config::Config;
@@ -209,7 +210,15 @@ fn start_websocket(
                 name: name.clone(),
                 room: room.clone(),
                 bound: *bound,
-                rooms: grant.as_ref().map(|g| g.rooms.clone()).unwrap_or_default(),
+                rights: grant
+                    .as_ref()
+                    .map(|g| Rights {
+                        rooms: g.rooms.clone(),
+                        admin: g.admin,
+                        // A file token carries the token itself; a JWT does not.
+                        file_token: g.token.is_some(),
+                    })
+                    .unwrap_or_default(),
             }),
         ),
         Route::Relay(_) => (

@@ -6,7 +6,7 @@
 //! is closed with 1008 "token expired" when its token expires.
 
 use crate::common::*;
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -464,4 +464,72 @@ fn private_rooms_need_a_matching_rooms_claim() {
         assert!(listed.iter().all(|r| r["name"] != "team-a"), "{rooms}");
         assert!(listed.iter().any(|r| r["name"] == "lobby"), "{rooms}");
     }
+}
+
+#[test]
+fn an_admin_token_says_as_a_bot_in_any_room_and_others_may_not() {
+    let dir = TempDir::new("jwt-admin");
+    let secret = dir.0.join("secret");
+    std::fs::write(&secret, "admin-secret-0123456789abcdef0123\n").unwrap();
+    let file = secret.clone();
+    let server = start(move |c| c.jwt_secret_file = Some(file));
+    let addr = server.local_addr();
+    let sign = |name: &str, admin: bool| {
+        let mut claims = wschat::TokenClaims::default();
+        claims.name = Some(name.into());
+        claims.admin = admin;
+        wschat::sign_token(&secret, &claims).unwrap()
+    };
+    let (mut reader, _) = chat_connect(addr, &format!("room=news&token={}", sign("reader", false)));
+    let (mut ops, _) = chat_connect(addr, &format!("room=ops&token={}", sign("ops", true)));
+    // The admin is not in `news`, and says it as `ci`: it gets its copy with its ref.
+    let answer = ask(
+        &mut ops,
+        json!({"type": "say", "room": "news", "as": "ci", "text": "deploy done", "ref": 1}),
+    );
+    assert_eq!(answer["type"], "message", "{answer}");
+    assert_eq!(
+        (answer["from"].as_str(), answer["room"].as_str()),
+        (Some("ci"), Some("news"))
+    );
+    let got = next_of_type(&mut reader, "message");
+    assert_eq!(
+        (got["from"].as_str(), got["text"].as_str()),
+        (Some("ci"), Some("deploy done"))
+    );
+    assert_eq!(got["id"], answer["id"]);
+    // Without the claim: forbidden, and nothing is said.
+    let refused = ask(
+        &mut reader,
+        json!({"type": "say", "room": "news", "as": "ci", "text": "fake", "ref": 2}),
+    );
+    assert_eq!(
+        (refused["type"].as_str(), refused["code"].as_str()),
+        (Some("error"), Some("forbidden"))
+    );
+}
+
+#[test]
+fn a_jwt_cannot_take_a_name_the_tokens_file_reserves() {
+    let dir = TempDir::new("jwt-reserved");
+    let secret = dir.0.join("secret");
+    std::fs::write(&secret, "reserve-secret-0123456789abcdef01\n").unwrap();
+    let tokens = dir.0.join("tokens");
+    std::fs::write(&tokens, "tokA alice\n").unwrap();
+    let (s, t) = (secret.clone(), tokens.clone());
+    let server = start(move |c| {
+        c.jwt_secret_file = Some(s);
+        c.tokens_file = Some(t);
+    });
+    let addr = server.local_addr();
+    let mut claims = wschat::TokenClaims::default();
+    claims.name = Some("Alice".into());
+    let jwt = wschat::sign_token(&secret, &claims).unwrap();
+    let mut ws = connect(addr, &format!("/chat?token={jwt}"));
+    let first = recv_json(&mut ws);
+    assert_eq!(first["code"], "name_taken", "{first}");
+    assert_eq!(close_code_after_data(&mut ws), 1008);
+    // The file token's owner still gets it.
+    let (_alice, welcome) = chat_connect(addr, "token=tokA");
+    assert_eq!(welcome["name"], "alice");
 }
