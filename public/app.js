@@ -3,8 +3,13 @@
 //
 // URL parameters (for tests and slow links):
 //   ?backoff=MS  first reconnect delay ceiling in ms (default 250, 10..60000; the cap is 10 s)
+//   ?token=T or #token=T  an access token (file token or JWT) for /chat?token=T; removed from
+//                the address bar at once and kept only in memory (see README, "Tokens from
+//                your app"). When the server closes with 1008 "token expired", the page calls
+//                `window.wschatRefreshToken()` if defined (async, resolves to a new token
+//                string) and reconnects with it; otherwise it shows "Session expired".
 
-import { Connection, chatUrl } from './client.js';
+import { Connection, chatUrl, takeToken, tokenExpired } from './client.js';
 import { Store, sameName, roomKey, dmKey, isMessage } from './store.js';
 import { MessageView, h } from './view.js';
 import { errorText } from './words.js';
@@ -20,6 +25,20 @@ const ROOMS_EVERY_MS = 30000;
 // A name can stay taken for a moment after a reconnect: the server may not yet have noticed
 // that our previous socket is gone. Retry the login this many times before asking the user.
 const NAME_RETRIES = 5;
+
+// ---- the access token: out of the address bar before anything else ----------------------------
+// replaceState keeps it out of the browser history, bookmarks, a copied address and the page's
+// own later requests. Memory only, never localStorage: it is a credential with an expiry, not a
+// preference like the name, and whoever gave it to the page (the app) can give a fresh one.
+const taken = takeToken(location.href);
+let token = taken.token;
+if (taken.clean !== null) history.replaceState(history.state, '', taken.clean);
+// The hook gets this long to produce a fresh token (it usually asks the app's server).
+const REFRESH_MS = 15000;
+// Refreshes in a row without a session in between: a hook that keeps returning tokens the
+// server closes at once must not make the page reconnect in a loop.
+const MAX_REFRESHES = 3;
+let refreshes = 0;
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -51,7 +70,7 @@ function intParam(name, fallback, min, max) {
 }
 
 const store = new Store();
-const conn = new Connection(chatUrl(), { base: intParam('backoff', 250, 10, 60000), cap: 10000 });
+const conn = new Connection(() => chatUrl(location, token), { base: intParam('backoff', 250, 10, 60000), cap: 10000 });
 let me = null; // the name the server confirmed on this connection; null until then
 let wantName = String(storage.get('name', '') || '');
 let wantRooms = storage.get('rooms', ['lobby']);
@@ -74,16 +93,19 @@ const view = new MessageView(
 
 // ---- notices -------------------------------------------------------------------------------
 let noticeTimer = 0;
-function notify(text) {
+function notify(text, sticky = false) {
   ui.noticeText.textContent = text;
   ui.notice.hidden = false;
   clearTimeout(noticeTimer);
-  noticeTimer = setTimeout(() => { ui.notice.hidden = true; }, 8000);
+  if (!sticky) noticeTimer = setTimeout(() => { ui.notice.hidden = true; }, 8000);
 }
 ui.noticeClose.addEventListener('click', () => { ui.notice.hidden = true; });
 
 // ---- connection state ----------------------------------------------------------------------
-const STATE_TEXT = { connecting: 'Connecting…', online: 'Online', reconnecting: 'Reconnecting…' };
+const STATE_TEXT = {
+  connecting: 'Connecting…', online: 'Online', reconnecting: 'Reconnecting…',
+  refreshing: 'Renewing session…', expired: 'Session expired: reload',
+};
 function renderStatus() {
   const state = conn.state === 'online' && !me && wantName ? 'connecting' : conn.state;
   ui.status.dataset.state = state;
@@ -122,6 +144,37 @@ conn.on('down', () => {
   renderStatus();
 });
 
+// ---- token expiry ------------------------------------------------------------------------------
+// The server closes a JWT connection at its `exp` with 1008 "token expired" (SECURITY.md).
+// A JWT that expired while the page was away (a server restart, a laptop asleep) is refused at
+// the handshake, which a browser only reports as 1006: the token's own `exp` says so.
+conn.on('down', (why) => {
+  if ((why.code === 1008 && why.reason === 'token expired') || (token && tokenExpired(token))) refreshToken();
+});
+
+async function refreshToken() {
+  const hook = window.wschatRefreshToken;
+  if (typeof hook !== 'function' || refreshes >= MAX_REFRESHES) { sessionExpired(); return; }
+  refreshes += 1;
+  conn.hold('refreshing'); // synchronously, inside the 'down' event: no backoff retry starts
+  let fresh = null;
+  let timer = 0;
+  try {
+    fresh = await Promise.race([
+      Promise.resolve().then(() => hook()),
+      new Promise((resolve) => { timer = setTimeout(() => resolve(null), REFRESH_MS); }),
+    ]);
+  } catch { fresh = null; } finally { clearTimeout(timer); }
+  if (typeof fresh !== 'string' || !fresh.trim() || fresh === token) { sessionExpired(); return; }
+  token = fresh.trim();
+  conn.resume();
+}
+
+function sessionExpired() {
+  conn.hold('expired');
+  notify('Your session expired. Reload the page, or open the chat again from your app, to sign in again.', true);
+}
+
 // ---- incoming ------------------------------------------------------------------------------
 conn.on('message', (msg, awaited) => {
   switch (msg.type) {
@@ -142,7 +195,7 @@ function onWelcome(msg, awaited) {
   if (awaited) return; // the answer to our own login: handled where it was sent
   if (!greeted) {
     greeted = true; // the guest greeting of a new socket
-    startSession(session);
+    startSession(session, msg);
   } else if (me !== null && typeof msg.name === 'string') {
     // The server renamed us (someone logged in with a token for this name).
     me = msg.name;
@@ -286,7 +339,12 @@ function onError(msg, awaited) {
 }
 
 // ---- session: login, rejoin, catch up --------------------------------------------------------
-function startSession(sid) {
+// A name the server gave this socket from its token (bound: `login` to another is refused).
+// Guests are `guest-N`; a token without a name claim leaves the page to sign in as usual.
+const boundName = (w) => token && typeof w.name === 'string' && !/^guest-\d+$/.test(w.name);
+
+function startSession(sid, welcome) {
+  if (boundName(welcome)) { signedIn(sid, welcome, welcome.name); return; }
   if (!wantName) { showLogin(); return; }
   login(sid, wantName, true);
 }
@@ -306,7 +364,12 @@ async function login(sid, name, automatic) {
     return;
   }
   if (sid !== session) return;
+  await signedIn(sid, w, name);
+}
+
+async function signedIn(sid, w, name) {
   nameRetries = 0;
+  refreshes = 0;
   me = typeof w.name === 'string' ? w.name : name;
   wantName = me;
   storage.set('name', me);
@@ -678,5 +741,6 @@ document.addEventListener('visibilitychange', () => {
 // ---- start -------------------------------------------------------------------------------------
 renderMe();
 renderDms();
-if (wantName) hideLogin(); else showLogin();
+// With a token the server may sign us in by itself (a bound name): wait for its welcome.
+if (wantName || token) hideLogin(); else showLogin();
 conn.start();

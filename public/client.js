@@ -2,8 +2,43 @@
 // `ref`, and a liveness check. It knows JSON frames, not rooms or names (see app.js for that).
 
 /** ws:// or wss:// to this page's own host, so the page works behind any host name or proxy. */
-export function chatUrl(loc = location) {
-  return (loc.protocol === 'https:' ? 'wss://' : 'ws://') + loc.host + '/chat';
+export function chatUrl(loc = location, token = '') {
+  const base = (loc.protocol === 'https:' ? 'wss://' : 'ws://') + loc.host + '/chat';
+  return token ? base + '?token=' + encodeURIComponent(token) : base;
+}
+
+/**
+ * The access token in a page address (`?token=` or `#token=`) and the address without it, for
+ * `history.replaceState`; `{token: '', clean: null}` when there is none. Other parameters
+ * (`?backoff=`) are kept as they were.
+ */
+export function takeToken(href) {
+  const url = new URL(href);
+  const hash = new URLSearchParams(url.hash.slice(1));
+  const token = url.searchParams.get('token') || hash.get('token') || '';
+  if (!url.searchParams.has('token') && !hash.has('token')) return { token: '', clean: null };
+  url.searchParams.delete('token');
+  hash.delete('token');
+  const rest = hash.toString();
+  url.hash = rest ? '#' + rest : '';
+  return { token, clean: url.pathname + url.search + url.hash };
+}
+
+/**
+ * Whether `token` is a JWT whose `exp` has passed by the page's clock. Only a hint for when to
+ * ask for a fresh one (the server decides, with its leeway); false for anything that is not a
+ * JWT with a numeric `exp` (a file token never expires).
+ */
+export function tokenExpired(token, now = Date.now()) {
+  const parts = String(token).split('.');
+  if (parts.length !== 3) return false;
+  try {
+    const b64 = parts[1].replace(/-/g, '+').replace(/_/g, '/');
+    const claims = JSON.parse(atob(b64 + '='.repeat((4 - (b64.length % 4)) % 4)));
+    return typeof claims?.exp === 'number' && claims.exp * 1000 <= now;
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -19,7 +54,8 @@ export function backoffDelay(attempt, base, cap, random = Math.random) {
 
 export class Connection {
   /**
-   * @param {string} url
+   * @param {string | (() => string)} url  a function is asked again before every attempt (the
+   *   token in it can change)
    * @param {{base?: number, cap?: number, idleMs?: number, replyMs?: number}} opts
    *   base/cap: backoff in ms (250 / 10000). idleMs: after this long without any frame from
    *   the server the client sends a cheap request (`rooms`); replyMs: if nothing at all comes
@@ -38,6 +74,7 @@ export class Connection {
     this.retryTimer = 0;
     this.retryAt = 0;
     this.everOpen = false;
+    this.held = false; // a 'down' handler asked to wait (hold) instead of retrying
     this.lastHeard = 0;
     this.probeSentAt = 0;
     this.handlers = {};
@@ -122,6 +159,21 @@ export class Connection {
   /** The session is usable (logged in and so on): the next drop starts again at the short delay. */
   markHealthy() { this.attempt = 0; }
 
+  /**
+   * Called from a 'down' handler: do not schedule the next attempt; `resume()` opens a new
+   * socket at once, and until then the state is `state` ('refreshing', 'expired').
+   */
+  hold(state) {
+    this.held = true;
+    this.#setState(state);
+  }
+
+  resume() {
+    if (!this.held) return;
+    this.held = false;
+    this.#open();
+  }
+
   /** Skip the rest of the backoff wait (the browser says the network is back). */
   retryNow() {
     if (this.retryTimer) {
@@ -139,7 +191,7 @@ export class Connection {
     // handshake, which is what we want from a server that speaks something else.
     let ws;
     try {
-      ws = new WebSocket(this.url, ['wschat.v1']);
+      ws = new WebSocket(typeof this.url === 'function' ? this.url() : this.url, ['wschat.v1']);
     } catch (e) {
       this.#scheduleRetry();
       return;
@@ -178,10 +230,11 @@ export class Connection {
       this.#emit('message', msg, awaited);
     };
     ws.onerror = () => { /* a close event always follows */ };
-    ws.onclose = () => { if (this.ws === ws) this.#lost(); };
+    ws.onclose = (ev) => { if (this.ws === ws) this.#lost({ code: ev.code, reason: ev.reason }); };
   }
 
-  #lost() {
+  /** `why`: the close code and reason, `{code: 0}` when the liveness check gave up. */
+  #lost(why = { code: 0, reason: '' }) {
     const ws = this.ws;
     this.ws = null;
     if (ws) {
@@ -196,8 +249,8 @@ export class Connection {
     this.outbox = [];
     clearTimeout(this.flushTimer);
     this.flushTimer = 0;
-    this.#emit('down');
-    this.#scheduleRetry();
+    this.#emit('down', why);
+    if (!this.held) this.#scheduleRetry();
   }
 
   #scheduleRetry() {

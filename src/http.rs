@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 /// 64 leaves room for proxies and cookies. More gets 431.
 const MAX_HEADERS: usize = 64;
 
-/// A parsed request head plus whatever bytes arrived after it.
-#[derive(Debug)]
+/// A parsed request head plus whatever bytes arrived after it. Its `Debug` shows the target
+/// through [`redact_target`] and header names only, so a stray `{head:?}` in a log line cannot
+/// leak a `?token=` or an `Authorization` value.
 pub(crate) struct Head {
     pub method: String,
     /// The request target as sent, e.g. `/relay/news?token=abc`.
@@ -25,7 +26,59 @@ pub(crate) struct Head {
     pub rest: Vec<u8>,
 }
 
+impl std::fmt::Debug for Head {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Head")
+            .field("method", &self.method)
+            .field("target", &redact_target(&self.target))
+            .field("minor_version", &self.minor_version)
+            .field(
+                "headers",
+                &self.headers.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .field("rest", &self.rest.len())
+            .finish()
+    }
+}
+
+/// Query parameters whose values are credentials: never logged (SECURITY.md, JWT).
+const SECRET_PARAMS: [&str; 2] = ["token", "access_token"];
+
+/// `target` fit for a log line: the value of every `token=` (and `access_token=`) query
+/// parameter replaced by `REDACTED`, the rest as sent. Borrowed when there is nothing to hide.
+pub(crate) fn redact_target(target: &str) -> std::borrow::Cow<'_, str> {
+    let Some((path, query)) = target.split_once('?') else {
+        return target.into();
+    };
+    let secret = |pair: &str| {
+        let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+        SECRET_PARAMS.contains(&key)
+    };
+    if !query.split('&').any(secret) {
+        return target.into();
+    }
+    let query: Vec<&str> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if SECRET_PARAMS.contains(&key) => {
+                if key == "token" {
+                    "token=REDACTED"
+                } else {
+                    "access_token=REDACTED"
+                }
+            }
+            _ => pair,
+        })
+        .collect();
+    format!("{path}?{}", query.join("&")).into()
+}
+
 impl Head {
+    /// The target for a log line: see [`redact_target`].
+    pub fn logged_target(&self) -> std::borrow::Cow<'_, str> {
+        redact_target(&self.target)
+    }
+
     /// The path part of the target, without the query.
     pub fn path(&self) -> &str {
         self.target.split('?').next().unwrap_or("")
@@ -406,6 +459,33 @@ mod tests {
         assert_eq!(head.rest, b"\x81\x80");
         assert_eq!(head.query_param("token").as_deref(), Some("x"));
         assert_eq!(head.query_param("nope"), None);
+    }
+
+    #[test]
+    fn logged_targets_hide_token_values() {
+        assert_eq!(redact_target("/"), "/");
+        assert_eq!(redact_target("/chat?name=a&room=b"), "/chat?name=a&room=b");
+        assert_eq!(
+            redact_target("/chat?token=SECRET123&name=carol"),
+            "/chat?token=REDACTED&name=carol"
+        );
+        assert_eq!(
+            redact_target("/?backoff=1&token=a.b.c&access_token=x&token"),
+            "/?backoff=1&token=REDACTED&access_token=REDACTED&token"
+        );
+        // Only the exact key: `mytoken=` and `token_hint=` are not credentials of ours.
+        assert_eq!(
+            redact_target("/?mytoken=v&token_hint=w"),
+            "/?mytoken=v&token_hint=w"
+        );
+        let head = parse(
+            b"GET /relay/a?token=SECRET123 HTTP/1.1\r\nAuthorization: Bearer SECRET123\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(head.logged_target(), "/relay/a?token=REDACTED");
+        let debug = format!("{head:?}");
+        assert!(!debug.contains("SECRET123"), "{debug}");
+        assert!(debug.contains("Authorization"), "{debug}");
     }
 
     #[test]

@@ -129,7 +129,11 @@ pub(crate) fn serve(
             return None;
         }
         head = match http::read_head_after(stream, carried, cfg.max_head_size, idle) {
-            Ok(next) => next,
+            Ok(next) => {
+                // Redacted, as the first request's line in accept.rs: no `?token=` in logs.
+                log::trace!("{peer}: {} {}", next.method, next.logged_target());
+                next
+            }
             Err(HeadError::Idle | HeadError::Closed) => return None,
             Err(e) => {
                 debug!("{peer}: no further request head: {e:?}");

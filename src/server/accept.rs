@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::time::{Duration, Instant, SystemTime};
 
-use log::{debug, warn};
+use log::{debug, trace, warn};
 
 use super::admission::{self, Slot};
 use super::{Handle, Shared};
@@ -118,6 +118,8 @@ fn serve(mut slot: Slot, stream: TcpStream, peer: SocketAddr) {
         return http::reject(&stream, 503, &[("Retry-After", "5")]);
     }
     let peer = slot.client(peer);
+    // The target through the redaction: a `?token=` must never reach a log (SECURITY.md).
+    trace!("{peer}: {} {}", head.method, head.logged_target());
     let head = if upgrade::wants_websocket(&head) {
         head
     } else {

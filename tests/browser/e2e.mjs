@@ -13,7 +13,8 @@
 // Every wait is a condition with a deadline (STEP_MS); there are no fixed sleeps. The server is
 // started, restarted and stopped by this script, by PID, and nothing else is killed.
 
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -77,16 +78,17 @@ function httpReady(port) {
 
 // ---- the server under test -----------------------------------------------------------------------
 class Server {
-  constructor(bin, dataDir) {
+  constructor(bin, dataDir, extraArgs = []) {
     this.bin = bin;
     this.dataDir = dataDir;
+    this.extraArgs = extraArgs;
     this.proc = null;
     this.port = 0;
     this.output = '';
   }
 
   #spawn(port) {
-    const args = ['--addr', `127.0.0.1:${port}`, '--data-dir', this.dataDir];
+    const args = ['--addr', `127.0.0.1:${port}`, '--data-dir', this.dataDir, ...this.extraArgs];
     const proc = spawn(this.bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { RUST_LOG: 'info', ...process.env } });
     const state = { proc, text: '', exited: null };
     const onData = (d) => { state.text += d; this.output += d; };
@@ -321,6 +323,9 @@ let inUse = null; // the screenshot that goes to docs/screenshot.png
 async function main() {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'wschat-e2e-'));
   const server = new Server(serverBin(), dataDir);
+  // The JWT step's own server: tokens required, HS256 with a secret made here.
+  const jwtDir = fs.mkdtempSync(path.join(os.tmpdir(), 'wschat-e2e-jwt-'));
+  let jwtServer = null;
   let browser;
   let gate;
   let aborted = false;
@@ -328,7 +333,9 @@ async function main() {
     await browser?.close().catch(() => {});
     await gate?.close().catch(() => {});
     await server.stop().catch(() => {});
+    await jwtServer?.stop().catch(() => {});
     fs.rmSync(dataDir, { recursive: true, force: true });
+    fs.rmSync(jwtDir, { recursive: true, force: true });
   };
   // Stopped from outside (CI timeout, Ctrl-C): still stop the server this script started.
   for (const sig of ['SIGTERM', 'SIGINT']) {
@@ -577,6 +584,55 @@ async function main() {
       }), server.port);
       assert(same === 'open', `a WebSocket to the page's own origin: ${same}`);
       await P.close();
+    });
+
+    await step('a token in the page address: signed in as its name, gone from the address bar, renewed by the hook at expiry', async () => {
+      const secret = path.join(jwtDir, 'jwt.secret');
+      fs.writeFileSync(secret, crypto.randomBytes(32).toString('hex') + '\n');
+      // Leeway 0: the server closes at the token's own `exp`, a few seconds from now.
+      jwtServer = new Server(serverBin(), path.join(jwtDir, 'data'), ['--jwt-secret-file', secret, '--jwt-leeway', '0']);
+      await jwtServer.start();
+      const site = `http://127.0.0.1:${jwtServer.port}`;
+      const mint = (name, exp) => execFileSync(serverBin(), ['token', '--secret-file', secret, '--sub', `u-${name}`, '--name', name, '--exp', String(exp)]).toString().trim();
+      // 4 s: long enough to load, sign in and check the address bar first, short for the run.
+      const short = mint('carol', 4);
+      const fresh = mint('carol', 3600);
+      const ctx = await browser.newContext({ viewport: { width: 1000, height: 700 } });
+      let asked = 0;
+      await ctx.exposeFunction('e2eFreshToken', () => { asked += 1; return fresh; });
+      // The hook the host page would define, in a script file of its own (the CSP forbids inline).
+      await ctx.addInitScript(() => { window.wschatRefreshToken = () => window.e2eFreshToken(); });
+      const P = await ctx.newPage();
+      watch(P, 'carol');
+      await P.goto(`${site}/?backoff=100&token=${encodeURIComponent(short)}`);
+      await until('carol signed in by her token', async () => (await P.textContent('#me')) === 'carol' && (await state(P)) === 'online');
+      assert(!P.url().includes('token'), `the token is still in the address bar: ${P.url()}`);
+      assert(P.url() === `${site}/?backoff=100`, `other parameters stay: ${P.url()}`);
+      assert(await P.isHidden('#login'), 'no name form for a bound name');
+      // The server closes with 1008 "token expired" at exp; the page asks the hook and is
+      // back as carol on a new socket, by itself.
+      await until('the page asked wschatRefreshToken for a fresh token', () => asked >= 1, STEP_MS);
+      await until('online again as carol with the fresh token', async () => (await state(P)) === 'online' && (await P.textContent('#me')) === 'carol');
+      assert(asked === 1, `the hook was asked once, not ${asked} times`);
+      await say(P, 'still here after the token renewal');
+
+      // Without a hook (another context: no init script): a clear "session expired" state
+      // instead of a reconnect loop. The token in the #fragment this time.
+      const ctx2 = await browser.newContext({ viewport: { width: 1000, height: 700 } });
+      const Q = await ctx2.newPage();
+      watch(Q, 'dave');
+      await Q.goto(`${site}/#token=${encodeURIComponent(mint('dave', 5))}`);
+      await until('dave signed in by his token', async () => (await state(Q)) === 'online' && (await Q.textContent('#me')) === 'dave');
+      assert(!Q.url().includes('token') && Q.url() === `${site}/`, `the #token is still in the address bar: ${Q.url()}`);
+      await waitState(Q, 'expired');
+      assert(/Session expired/.test(await Q.textContent('#status')), 'the status says the session expired');
+      assert(/session expired/i.test(await Q.textContent('#notice-text')) && (await Q.isVisible('#notice')), 'a notice says what to do');
+      assert(asked === 1, 'the page without a hook did not use the other page\'s');
+      for (const t of [short, fresh]) assert(!jwtServer.output.includes(t), 'a token in the server output');
+      await shot(Q, 'dave-expired.png');
+      await ctx.close();
+      await ctx2.close();
+      await jwtServer.stop();
     });
 
     await shot(A, 'final.png');

@@ -2,7 +2,7 @@
 //   node --test tests/browser/unit.mjs
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { backoffDelay, chatUrl } from '../../public/client.js';
+import { backoffDelay, chatUrl, takeToken, tokenExpired } from '../../public/client.js';
 import { Conversation, Store, sameName } from '../../public/store.js';
 import { errorText } from '../../public/words.js';
 
@@ -17,6 +17,30 @@ test('backoff: full jitter between 0 and min(cap, base * 2^attempt)', () => {
 test('chat URL follows the page: ws for http, wss for https', () => {
   assert.equal(chatUrl({ protocol: 'http:', host: '192.168.1.5:8080' }), 'ws://192.168.1.5:8080/chat');
   assert.equal(chatUrl({ protocol: 'https:', host: 'chat.example' }), 'wss://chat.example/chat');
+});
+
+test('chat URL carries the access token, encoded', () => {
+  assert.equal(chatUrl({ protocol: 'http:', host: 'h' }, 'a.b+c/d'), 'ws://h/chat?token=a.b%2Bc%2Fd');
+  assert.equal(chatUrl({ protocol: 'http:', host: 'h' }, ''), 'ws://h/chat');
+});
+
+test('the token is taken out of the page address, other parameters stay', () => {
+  assert.deepEqual(takeToken('http://h/'), { token: '', clean: null });
+  assert.deepEqual(takeToken('http://h/?backoff=100'), { token: '', clean: null });
+  assert.deepEqual(takeToken('http://h/?token=SECRET123'), { token: 'SECRET123', clean: '/' });
+  assert.deepEqual(takeToken('http://h/?backoff=100&token=a.b.c'), { token: 'a.b.c', clean: '/?backoff=100' });
+  assert.deepEqual(takeToken('http://h/#token=x%2By'), { token: 'x+y', clean: '/' });
+  assert.deepEqual(takeToken('http://h/?a=1#token=t&b=2'), { token: 't', clean: '/?a=1#b=2' });
+});
+
+test('a JWT whose exp has passed is seen as expired; other tokens never are', () => {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const jwt = (claims) => `${b64({ alg: 'HS256' })}.${b64(claims)}.sig`;
+  assert.equal(tokenExpired(jwt({ exp: 1000 }), 1000 * 1000), true);
+  assert.equal(tokenExpired(jwt({ exp: 1001 }), 1000 * 1000), false);
+  assert.equal(tokenExpired(jwt({ name: 'carol' }), 1000 * 1000), false, 'no exp');
+  assert.equal(tokenExpired('file-token', 0), false);
+  assert.equal(tokenExpired('a.%%%.c', 0), false, 'not base64 JSON');
 });
 
 const msg = (id, text = `m${id}`) => ({ type: 'message', id, ts: 1700000000000 + id, room: 'dev', from: 'bob', text });

@@ -46,6 +46,7 @@ mod http_page;
 mod idle_cost;
 #[cfg(feature = "jwt")]
 mod jwt;
+mod log_redaction;
 mod memory_budget;
 mod one_port;
 mod parking;
