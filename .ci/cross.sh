@@ -45,7 +45,7 @@ case "$arch" in
     QEMU=qemu-aarch64
     SYSROOT=/usr/aarch64-linux-gnu
     # ELF magic and mask for EM_AARCH64 (0xb7), as in Debian's qemu-user-binfmt.
-    MAGIC='\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00'
+    MAGIC='\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00'
     MASK='\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff'
     ;;
   armv7)
@@ -55,7 +55,7 @@ case "$arch" in
     QEMU=qemu-arm
     SYSROOT=/usr/arm-linux-gnueabihf
     # EM_ARM (0x28), 32-bit little-endian.
-    MAGIC='\x7fELF\x01\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x28\x00'
+    MAGIC='\x7f\x45\x4c\x46\x01\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x28\x00'
     MASK='\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff'
     ;;
   *) echo "usage: .ci/cross.sh aarch64|armv7 [--no-tests]" >&2; exit 2 ;;
@@ -85,8 +85,23 @@ register_binfmt() {
     echo "binfmt_misc: this machine already runs $arch programs through qemu"
     return
   fi
-  printf ':%s:M::%b:%b:/usr/bin/%s:' "$BINFMT_NAME" "$MAGIC" "$MASK" "$QEMU" >"$BINFMT/register"
+  # The kernel decodes the \xHH escapes itself: pass them literally (decoded here, the NUL
+  # bytes would cut the magic short and make it match every 64-bit ELF, host programs too).
+  printf '%s' ":$BINFMT_NAME:M::$MAGIC:$MASK:/usr/bin/$QEMU:" >"$BINFMT/register"
   _binfmt_registered=yes
+  # Check, with shell builtins only (no program runs before this passes), that the kernel
+  # holds exactly this magic; otherwise remove the entry at once.
+  local line want="magic ${MAGIC//\\x/}" want_mask="mask ${MASK//\\x/}" ok=0
+  while read -r line; do
+    if [ "$line" = "$want" ] || [ "$line" = "$want_mask" ]; then ok=$((ok + 1)); fi
+  done <"$BINFMT/$BINFMT_NAME"
+  if [ "$ok" != 2 ]; then
+    echo -1 >"$BINFMT/$BINFMT_NAME"
+    _binfmt_registered=no
+    echo "binfmt_misc entry for $arch was not as meant; removed" >&2
+    exit 1
+  fi
+  echo "binfmt_misc: $BINFMT_NAME registered for this run ($want)"
 }
 
 root_mounts

@@ -135,7 +135,9 @@ if [ "$ok" != yes ] || [ "$page" -lt 1 ]; then
   exit 1
 fi
 echo "installed arm64 package, ExecStart '$exec_start' as $user under qemu-aarch64: /healthz says: $body; / serves the page"
-ls -la "$ROOT/var/lib/$state" | tail -n +2 | head -5
+# Owned by the service user inside the root, and holding the history file: WSCHAT_DATA_DIR
+# from the unit's Environment= reached the server.
+in_root sh -c "ls -la /var/lib/$state" | tail -n +2 | head -5
 # Leave the cached root as it was.
 in_root sh -c "DEBIAN_FRONTEND=noninteractive apt-get purge -y -q wschat >/dev/null && rm -f /tmp/wschat_*.deb"
 step_time "deb install + service check (arm64, qemu)" "$t"

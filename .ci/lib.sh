@@ -62,9 +62,12 @@ root_mounts() {
 }
 
 # Runs a command inside the root, as root, with a clean environment plus what is passed as
-# NAME=VALUE before the command (e.g. in_root env FOO=1 cargo build).
+# NAME=VALUE before the command (e.g. in_root env FOO=1 cargo build). Call root_mounts first in
+# the script's own shell: a mount made from inside $(in_root ...) would outlive that subshell.
 in_root() {
-  root_mounts
+  if ! mountpoint -q "$ROOT/proc"; then
+    root_mounts
+  fi
   chroot "$ROOT" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     HOME=/root LANG=C.UTF-8 TERM=dumb CARGO_HOME=/build/cargo-home "$@"
 }

@@ -10,6 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . .ci/lib.sh
 
+root_mounts
 declared=$(sed -n 's/^rust-version *= *"\(.*\)"/\1/p' Cargo.toml)
 have=$(in_root rustc --version)
 echo "rust-version in Cargo.toml: $declared; root: $have"

@@ -24,7 +24,7 @@ SUITE=trixie
 # the /healthz check of the installed package; procps: /bin/kill, which tests run to signal
 # the server (SIGHUP for tokens, SIGKILL for history); passwd: useradd in the package postinst.
 PACKAGES="procps passwd rustc cargo gcc libc6-dev libstd-rust-dev:arm64 libstd-rust-dev:armhf \
-gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf qemu-user libc6:arm64 libc6:armhf \
+gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf libc6-dev-arm64-cross libc6-dev-armhf-cross qemu-user libc6:arm64 libc6:armhf \
 ca-certificates systemd curl binutils-aarch64-linux-gnu binutils-arm-linux-gnueabihf"
 
 # The Debian mirror this machine's apt already uses (the reachable one), else deb.debian.org.
@@ -33,11 +33,24 @@ MIRROR=$(grep -rhoE '(URIs:|deb)[[:space:]]+https?://[^[:space:]]+/debian/?([[:s
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 MIRROR=${MIRROR%/}
 
-STAMP=$(printf '%s\n' "v1" "$SUITE" "$MIRROR" "$PACKAGES" | sha256sum | cut -c1-16)
+BASE_STAMP=$(printf '%s\n' "v1" "$SUITE" "$MIRROR" | sha256sum | cut -c1-16)
+STAMP=$(printf '%s\n' "$BASE_STAMP" "$PACKAGES" | sha256sum | cut -c1-16)
 
 t0=$(date +%s)
 if [ -f "$ROOT/.wschat-ci-stamp" ] && [ "$(cat "$ROOT/.wschat-ci-stamp")" = "$STAMP" ]; then
   echo "trixie root: cached at $ROOT (stamp $STAMP)"
+  echo "$ROOT"
+  exit 0
+fi
+# Same suite and mirror, another package list: install into the cached root (seconds, not
+# minutes). A package dropped from the list stays until the root is rebuilt (rm -rf it).
+if [ -f "$ROOT/.wschat-ci-base" ] && [ "$(cat "$ROOT/.wschat-ci-base")" = "$BASE_STAMP" ]; then
+  echo "trixie root: package list changed; installing into the cached root"
+  in_root sh -c "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $PACKAGES \
+    && apt-get clean" >"$CACHE/apt.log" 2>&1 || { tail -n 30 "$CACHE/apt.log" >&2; exit 1; }
+  _wschat_umount_all
+  echo "$STAMP" >"$ROOT/.wschat-ci-stamp"
+  echo "trixie root: updated in $(($(date +%s) - t0)) s"
   echo "$ROOT"
   exit 0
 fi
@@ -85,6 +98,7 @@ t2=$(date +%s)
 echo "trixie root: apt-get install took $((t2 - t1)) s"
 
 echo "$STAMP" >"$TMP/.wschat-ci-stamp"
+echo "$BASE_STAMP" >"$TMP/.wschat-ci-base"
 if [ -d "$ROOT" ]; then
   unmount_below "$ROOT"
   # The build caches (vendored crates, target dirs) outlive a new root: they only speed builds.
