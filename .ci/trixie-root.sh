@@ -9,8 +9,8 @@
 # of this file's package list, suite and mirror) changes. Built in a temporary folder and moved
 # into place only when complete, so a killed run never leaves a half root that looks cached.
 #
-# Cost measured on this machine (2 cores, shared): a fresh root ~2 min (debootstrap ~50 s,
-# apt ~70 s, network-bound); a cached one < 1 s.
+# Cost measured on this machine (2 cores, shared): a fresh root 147-197 s (debootstrap 39-115 s,
+# apt 82-108 s, network-bound); a changed package list 31 s; a cached root < 1 s.
 #
 # Usage: .ci/trixie-root.sh            (prints the root's path on its last line)
 # Source .ci/lib.sh for `in_root` to run commands inside it with /proc, /dev mounted.
