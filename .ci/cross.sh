@@ -14,7 +14,8 @@
 #   fuzz_frames, fuzz_handshake, chat_fuzz: CPU-bound random sweeps of the same parsing code the
 #     conformance sweep and the lib unit tests (frame lengths at 32-bit usize included) run;
 #   examples: starts the examples' own binaries (built for the host by cargo run --example);
-#   embed: covered natively (it runs the server in-process like the others, nothing per-arch).
+#   embed: covered natively (the library embedded in a host program; nothing per-arch that the
+#     in-process tests above do not already run).
 # The lib unit tests (`--lib`) all run: they hold the frame codec, config and sys wrappers,
 # which is where 32-bit widths (usize, rlim_t, time_t, epoll_event layout) would show.
 #
@@ -33,8 +34,9 @@ cd "$(dirname "$0")/.."
 # The integration tests run under emulation: test file stems, which are also the module names
 # of the single test binary tests/it/ once the suite is merged into it. Edit here only.
 EMULATED_TESTS="relay echo chat_rooms chat_dm chat_history chat_persistence chat_presence \
-parking slow_consumer shutdown conformance http_page protocol_errors admission_origin \
-admission_tokens"
+chat_half_close chat_malformed chat_names chat_order chat_ref parking slow_consumer shutdown \
+conformance http_page protocol_errors handshake_errors subprotocols admission_origin \
+admission_tokens api_publish prune"
 
 arch=${1:?usage: .ci/cross.sh aarch64|armv7 [--no-tests]}
 run_tests=yes
