@@ -1,5 +1,12 @@
 //! Command line → what to run. Hand-written: a dozen `--name value` options do not need a
 //! parser crate, and one table gives both the parsing and `--help`.
+//!
+//! Every option can also come from the environment, by one rule over the same table (so a
+//! systemd unit needs no long command line, only an `EnvironmentFile=`): `--max-connections N`
+//! is `WSCHAT_MAX_CONNECTIONS=N` (`WSCHAT_` + the name in capitals, `-` as `_`). An option given
+//! on the command line ignores its variable; an empty variable counts as unset (so a template
+//! line `WSCHAT_WELCOME=` changes nothing). One exception: `WSCHAT_TOKENS` already holds
+//! tokens themselves (see `main.rs`), so `--tokens FILE` is `WSCHAT_TOKENS_FILE`.
 
 use std::time::Duration;
 
@@ -378,6 +385,17 @@ const OPTIONS: &[Opt] = &[
     },
 ];
 
+/// Options whose variable is not `WSCHAT_` + the name: the name is taken for something else.
+const ENV_EXCEPTIONS: &[(&str, &str)] = &[("tokens", "WSCHAT_TOKENS_FILE")];
+
+/// The environment variable an option can also come from.
+fn env_name(opt: &Opt) -> String {
+    match ENV_EXCEPTIONS.iter().find(|(name, _)| *name == opt.name) {
+        Some((_, var)) => (*var).to_string(),
+        None => format!("WSCHAT_{}", opt.name.to_ascii_uppercase().replace('-', "_")),
+    }
+}
+
 fn help() -> String {
     let mut out = format!(
         "wschat {} - a WebSocket chat and broadcast server without an async runtime\n\n\
@@ -394,12 +412,27 @@ fn help() -> String {
         out.push_str(&format!("  {flag:<28} {}\n", o.help));
     }
     out.push_str("  -h, --help                   print this help\n  -V, --version                print the version\n\n");
+    out.push_str(
+        "Environment: every option can also be set as WSCHAT_<OPTION>, the name in capitals with\n\
+         `-` as `_` (WSCHAT_ADDR, WSCHAT_DATA_DIR, WSCHAT_MAX_CONNECTIONS, ...); the command line\n\
+         wins, an empty value is ignored. Exception: --tokens FILE is WSCHAT_TOKENS_FILE\n\
+         (WSCHAT_TOKENS holds tokens themselves).\n",
+    );
     out.push_str("Logging: RUST_LOG=debug (default info).\n");
     out
 }
 
-/// Parses the arguments after the program name.
+/// Parses the arguments after the program name, with options missing from them taken from the
+/// process environment (`WSCHAT_<OPTION>`, see the module doc).
 pub fn parse(args: &[String]) -> Result<Command, String> {
+    parse_with_env(args, |var| std::env::var_os(var))
+}
+
+/// [`parse`] with the environment as a function, so that tests need not change the process's.
+fn parse_with_env(
+    args: &[String],
+    env: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<Command, String> {
     let mut args = args;
     match args.first().map(String::as_str) {
         Some("bench") => return Ok(Command::Bench(args[1..].to_vec())),
@@ -409,6 +442,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         _ => {}
     }
     let mut config = Config::default();
+    let mut given: Vec<(&Opt, String)> = Vec::new();
     let mut i = 0;
     while i < args.len() {
         let arg = args[i].as_str();
@@ -439,7 +473,26 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                 v.clone()
             }
         };
-        (opt.set)(&mut config, &value).map_err(|e| format!("--{name}: {e}"))?;
+        given.push((opt, value));
+    }
+    // The environment first, for the options the command line leaves out; then the command
+    // line in its order (a repeatable option like --allow-origin adds each of its values).
+    for opt in OPTIONS {
+        if given.iter().any(|(g, _)| g.name == opt.name) {
+            continue;
+        }
+        let var = env_name(opt);
+        let Some(value) = env(&var) else { continue };
+        let value = value
+            .into_string()
+            .map_err(|_| format!("{var}: not valid UTF-8"))?;
+        if value.is_empty() {
+            continue;
+        }
+        (opt.set)(&mut config, &value).map_err(|e| format!("{var}: {e}"))?;
+    }
+    for (opt, value) in given {
+        (opt.set)(&mut config, &value).map_err(|e| format!("--{}: {e}", opt.name))?;
     }
     Ok(Command::Serve(Box::new(config)))
 }
@@ -541,6 +594,86 @@ mod tests {
         assert!(claims.admin);
         assert!(parse(&args("token --sub 7")).is_err());
         assert!(parse(&args("token --secret-file")).is_err());
+    }
+
+    fn serve_with_env(cmdline: &str, vars: &[(&str, &str)]) -> Result<Box<Config>, String> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let env = move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.into());
+        match parse_with_env(&args(cmdline), env)? {
+            Command::Serve(c) => Ok(c),
+            _ => panic!("not serve"),
+        }
+    }
+
+    #[test]
+    fn every_option_comes_from_its_env_variable() {
+        // One rule for all: WSCHAT_ + NAME with `-` as `_`, and each name is unique.
+        let mut seen = Vec::new();
+        for o in OPTIONS {
+            let var = env_name(o);
+            assert!(var.starts_with("WSCHAT_"), "{var}");
+            assert!(!seen.contains(&var), "two options share {var}");
+            seen.push(var);
+        }
+        assert_eq!(env_name(&OPTIONS[0]), "WSCHAT_ADDR");
+        let c = serve_with_env(
+            "",
+            &[
+                ("WSCHAT_ADDR", "0.0.0.0:8081"),
+                ("WSCHAT_DATA_DIR", "/var/lib/wschat"),
+                ("WSCHAT_MAX_CONNECTIONS", "5000"),
+                ("WSCHAT_PING_INTERVAL", "2.5"),
+                ("WSCHAT_TOKENS_FILE", "/etc/wschat/tokens"),
+                ("WSCHAT_ALLOW_ORIGIN", "https://chat.example"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.addr.to_string(), "0.0.0.0:8081");
+        assert_eq!(
+            c.chat.data_dir.as_deref(),
+            Some(std::path::Path::new("/var/lib/wschat"))
+        );
+        assert_eq!(c.max_connections, 5000);
+        assert_eq!(c.ping_interval, Duration::from_millis(2500));
+        assert_eq!(
+            c.tokens_file.as_deref(),
+            Some(std::path::Path::new("/etc/wschat/tokens"))
+        );
+        assert_eq!(c.allowed_origins, vec!["https://chat.example".to_string()]);
+    }
+
+    #[test]
+    fn command_line_wins_over_env_and_empty_env_is_unset() {
+        let c = serve_with_env(
+            "--addr 127.0.0.1:9 --allow-origin https://a.example",
+            &[
+                ("WSCHAT_ADDR", "0.0.0.0:8081"),
+                ("WSCHAT_ALLOW_ORIGIN", "https://b.example"),
+                ("WSCHAT_WELCOME", ""),
+                ("WSCHAT_HISTORY", "7"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.addr.to_string(), "127.0.0.1:9");
+        assert_eq!(c.allowed_origins, vec!["https://a.example".to_string()]);
+        assert_eq!(c.welcome, None);
+        assert_eq!(c.chat.history_per_room, 7);
+        // WSCHAT_TOKENS is tokens, not a file name: it does not set --tokens.
+        let c = serve_with_env("", &[("WSCHAT_TOKENS", "secret alice")]).unwrap();
+        assert_eq!(c.tokens_file, None);
+    }
+
+    #[test]
+    fn bad_env_value_names_the_variable() {
+        let err = serve_with_env("", &[("WSCHAT_MAX_CONNECTIONS", "lots")]).unwrap_err();
+        assert!(err.starts_with("WSCHAT_MAX_CONNECTIONS: "), "{err}");
+        // ...but not when the command line gives the option.
+        assert!(
+            serve_with_env("--max-connections 3", &[("WSCHAT_MAX_CONNECTIONS", "lots")]).is_ok()
+        );
     }
 
     #[test]
