@@ -36,7 +36,7 @@ cd "$(dirname "$0")/.."
 EMULATED_TESTS="relay echo chat_rooms chat_dm chat_history chat_persistence chat_presence \
 chat_half_close chat_malformed chat_names chat_order chat_ref parking slow_consumer shutdown \
 conformance http_page protocol_errors handshake_errors subprotocols admission_origin \
-admission_tokens api_publish prune"
+admission_tokens api_publish prune tokens_fail_closed chat_identity chat_bytes proxy_admission"
 
 arch=${1:?usage: .ci/cross.sh aarch64|armv7 [--no-tests]}
 run_tests=yes
