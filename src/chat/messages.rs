@@ -88,45 +88,9 @@ impl Chat {
         self.check_text(text)?;
         let key = name_key(room);
         self.ensure_room(&key, room)?;
-        let member = self
-            .rooms
-            .get(&key)
-            .is_some_and(|r| r.members.contains(&conn));
-        // Its copy (with the ref) even when it is not a member: one answer per request.
-        let sender = (member || reference.is_some()).then_some((conn, reference));
-        let id = self.post(&key, from, text, now_ms, sender, out);
-        if !member && reference.is_none() {
-            self.echo_to_sender(conn, &key, id, from, text, now_ms, out);
-        }
+        // The sender gets its copy (with its ref) whether it is in the room or not.
+        self.post(&key, from, text, now_ms, Some((conn, reference)), out);
         Ok(())
-    }
-
-    /// Sends `conn` its own copy of message `id` in room `key` (an admin's say from outside).
-    #[allow(clippy::too_many_arguments)] // the message's fields
-    fn echo_to_sender(
-        &self,
-        conn: ConnId,
-        key: &str,
-        id: u64,
-        from: &str,
-        text: &str,
-        now_ms: u64,
-        out: &mut Outbox,
-    ) {
-        if let Some(room) = self.rooms.get(key) {
-            out.send(
-                vec![conn],
-                &ServerMsg::Message {
-                    id,
-                    ts: now_ms,
-                    room: Some(&room.name),
-                    to: None,
-                    from,
-                    text,
-                    reference: None,
-                },
-            );
-        }
     }
 
     /// Plain text: `say` in the current room (the room most recently joined that it is still
@@ -154,7 +118,8 @@ impl Chat {
     }
 
     /// Appends a message to room `key` (which must exist), logs it and sends it to the
-    /// members. With a sender and a `ref`, the sender's copy carries the `ref`.
+    /// members. With a sender, the sender gets its copy even if it is not a member, and with a
+    /// `ref` its copy carries the `ref`.
     pub(super) fn post(
         &mut self,
         key: &str,
@@ -215,7 +180,15 @@ impl Chat {
                 }
                 out.send(vec![conn], &msg);
             }
-            _ => out.send(room.members.iter().copied().collect(), &msg),
+            Some((conn, None)) => {
+                // The sender gets its copy even from outside the room (an admin's `say as`).
+                let mut to: Vec<ConnId> = room.members.iter().copied().collect();
+                if !room.members.contains(&conn) {
+                    to.push(conn);
+                }
+                out.send(to, &msg);
+            }
+            None => out.send(room.members.iter().copied().collect(), &msg),
         }
         id
     }
