@@ -327,7 +327,7 @@ const OPTIONS: &[Opt] = &[
     Opt {
         name: "max-per-ip",
         value: "N",
-        help: "connections from one address (loopback exempt); more get 503; 0 = no limit [default: 1000]",
+        help: "connections from one client address, IPv6 per /64 (loopback exempt unless behind --trusted-proxy); more get 503; 0 = no limit [default: 1000]",
         set: |c, v| {
             c.max_per_ip = number(v)?;
             Ok(())
