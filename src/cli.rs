@@ -361,6 +361,27 @@ const OPTIONS: &[Opt] = &[
         },
     },
     Opt {
+        name: "redis",
+        value: "URL",
+        help: "join a cluster: every node with the same Redis (redis://[:PASSWORD@]HOST:PORT/DB) is one service (relay, chat, history); see README \"Several nodes\" [default: off, a single node]",
+        set: |c, v| {
+            c.redis = Some(v.into());
+            Ok(())
+        },
+    },
+    Opt {
+        name: "node-id",
+        value: "ID",
+        help: "this node's name in a cluster's logs and metrics [default: host-pid-starttime]",
+        set: |c, v| {
+            if v.is_empty() || v.len() > 200 || v.chars().any(char::is_control) {
+                return Err("--node-id: 1 to 200 characters, no control characters".into());
+            }
+            c.node_id = Some(v.into());
+            Ok(())
+        },
+    },
+    Opt {
         name: "api-key-file",
         value: "FILE",
         help: "like --api-key, with the key read from FILE (its first line), so that it is not visible in ps",

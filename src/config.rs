@@ -232,6 +232,16 @@ pub struct Config {
     /// over HTTP is never open by accident.
     pub api_key: Option<String>,
 
+    /// Join a cluster through this Redis server (`redis://[:password@]host:port/db`): every
+    /// node with the same Redis serves one relay and one chat (see the `cluster` module and
+    /// ARCHITECTURE.md). Default `None`: a single node, and no Redis code runs. Needs the
+    /// `redis` feature (on by default).
+    pub redis: Option<String>,
+
+    /// This node's name in the cluster's logs and metrics. Default `None`: host name, process
+    /// id and start time.
+    pub node_id: Option<String>,
+
     /// Accept backlog. Default 4096: a reconnect storm after a restart (every browser comes back
     /// at once) must queue in the kernel rather than be dropped and retried a second later.
     pub listen_backlog: i32,
@@ -277,6 +287,8 @@ impl Default for Config {
             relay_rate: 1000.0,
             relay_burst: 2000.0,
             api_key: None,
+            redis: None,
+            node_id: None,
             chat_rate: crate::ratelimit::CHAT_RATE_PER_SEC,
             chat_burst: crate::ratelimit::CHAT_BURST,
         }

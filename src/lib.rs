@@ -29,6 +29,8 @@ mod assets;
 mod auth;
 mod budget;
 mod chat;
+#[cfg(feature = "redis")]
+mod cluster;
 mod config;
 mod conn;
 mod embed;

@@ -14,7 +14,7 @@ use crate::chat::Entry;
 
 /// A stable machine-readable error code, sent as `error.code`. Clients switch on these; the
 /// spelling is part of the protocol and never changes (new codes may be added).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum ErrorCode {
     /// The frame starts with `{` but is not valid JSON, or nests deeper than the parser
@@ -54,6 +54,10 @@ pub(crate) enum ErrorCode {
     Filtered,
     /// A private room (`--private-room`) and the connection's token does not list it.
     Forbidden,
+    /// A cluster node (`--redis`) cannot reach Redis, which orders and stores the chat: the
+    /// request was not carried out (or, if Redis stopped answering mid-request, may still be
+    /// once it is back: page the history with `after` before sending a message again).
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -77,12 +81,14 @@ impl ErrorCode {
             ErrorCode::BinaryNotSupported => "binary_not_supported",
             ErrorCode::Filtered => "filtered",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::Unavailable => "unavailable",
         }
     }
 }
 
 /// A refused request: what the client gets back as an `error`.
-#[derive(Debug, Clone, PartialEq)]
+// Serialize/Deserialize: a cluster node writes parsed requests into the shared log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Reject {
     /// The stable code.
     pub code: ErrorCode,
@@ -110,7 +116,7 @@ impl Reject {
 }
 
 /// A parsed client request: what it asks for plus the `ref` to echo in the direct answer.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct ClientMsg {
     /// The request's `ref`, any JSON value, or `None` when absent.
     pub reference: Option<Value>,
@@ -120,7 +126,7 @@ pub(crate) struct ClientMsg {
 
 /// The request types a client can send, deserialized from the object minus its `ref`.
 /// Unknown extra fields are ignored so that newer clients can talk to older servers.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub(crate) enum Request {
     /// Take (or change) a name.

@@ -53,6 +53,22 @@ pub(crate) struct Stats {
     pub threads: AtomicUsize,
     pub threads_limit: AtomicUsize,
     pub threads_refused: AtomicU64,
+    /// In a cluster (`--redis`): this node's id; `None` on a single node (no cluster metrics).
+    pub cluster_node: parking_lot::Mutex<Option<String>>,
+    /// 1 while the last lease renewal reached Redis.
+    pub cluster_up: AtomicUsize,
+    /// Relay messages published for the other nodes, received from them, and dropped for
+    /// them (Redis slow or away).
+    pub cluster_relay_out: AtomicU64,
+    pub cluster_relay_in: AtomicU64,
+    pub cluster_relay_dropped: AtomicU64,
+    /// Chat log entries this node appended, and entries it applied (every node's).
+    pub cluster_log_out: AtomicU64,
+    pub cluster_log_in: AtomicU64,
+    /// Entries or messages from Redis that did not parse (skipped).
+    pub cluster_bad_data: AtomicU64,
+    /// From another node's publish to this node's dispatcher queuing the message.
+    pub cluster_relay_latency: Histogram,
 }
 
 /// Upper bounds of [`Histogram`]'s buckets, in seconds: from a page-cache write (tens of
@@ -110,10 +126,7 @@ impl Stats {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(2048);
         let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
+            write_metric(&mut out, name, kind, help, value)
         };
         metric(
             "wschat_connections",
@@ -265,6 +278,7 @@ impl Stats {
             "Resident set size of the server process.",
             resident_memory_bytes().unwrap_or(0),
         );
+        self.render_cluster(&mut out);
         self.chat_commit.render(
             &mut out,
             "wschat_chat_commit_seconds",
@@ -288,6 +302,82 @@ impl Stats {
         );
         out
     }
+}
+
+impl Stats {
+    /// The cluster's metrics, when this node is in one.
+    fn render_cluster(&self, out: &mut String) {
+        let Some(node) = self.cluster_node.lock().clone() else {
+            return;
+        };
+        // Node ids come from the operator (`--node-id`): escaped as Prometheus labels need.
+        let label = node
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n");
+        let _ = writeln!(
+            out,
+            "# HELP wschat_cluster_node This node's id in the cluster (--node-id).\n# TYPE wschat_cluster_node gauge\nwschat_cluster_node{{node_id=\"{label}\"}} 1"
+        );
+        let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+            write_metric(out, name, kind, help, value)
+        };
+        metric(
+            "wschat_cluster_redis_up",
+            "gauge",
+            "Whether this node's lease renewals reach Redis (1) or not (0).",
+            self.cluster_up.load(Relaxed) as u64,
+        );
+        metric(
+            "wschat_cluster_relay_out_total",
+            "counter",
+            "Relay messages published through Redis for the other nodes.",
+            self.cluster_relay_out.load(Relaxed),
+        );
+        metric(
+            "wschat_cluster_relay_in_total",
+            "counter",
+            "Relay messages from other nodes, received through Redis.",
+            self.cluster_relay_in.load(Relaxed),
+        );
+        metric(
+            "wschat_cluster_relay_dropped_total",
+            "counter",
+            "Relay messages the other nodes missed because Redis was slow or unreachable.",
+            self.cluster_relay_dropped.load(Relaxed),
+        );
+        metric(
+            "wschat_cluster_log_out_total",
+            "counter",
+            "Chat events this node appended to the shared log.",
+            self.cluster_log_out.load(Relaxed),
+        );
+        metric(
+            "wschat_cluster_log_in_total",
+            "counter",
+            "Chat log entries this node applied (every node's).",
+            self.cluster_log_in.load(Relaxed),
+        );
+        metric(
+            "wschat_cluster_bad_data_total",
+            "counter",
+            "Log entries, snapshots or relay messages from Redis that did not parse (skipped).",
+            self.cluster_bad_data.load(Relaxed),
+        );
+        self.cluster_relay_latency.render(
+            out,
+            "wschat_cluster_relay_latency_seconds",
+            "From another node's publish of a relay message to this node queuing it for its clients.",
+        );
+    }
+}
+
+/// One metric in the Prometheus text format, with its HELP and TYPE lines.
+fn write_metric(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+    );
 }
 
 /// This process's resident memory, from the `VmRSS` line of `/proc/self/status` (Linux; in kB

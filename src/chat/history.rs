@@ -13,7 +13,7 @@ use super::{Chat, ConnId};
 use crate::protocol::{Reject, ServerMsg};
 
 /// One room message as kept in memory and sent in `joined.history` / `history.messages`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub(crate) struct Entry {
     /// Server-wide increasing id.
     pub id: u64,
@@ -49,7 +49,7 @@ pub(crate) fn json_len(s: &str) -> usize {
 }
 
 /// One room's latest messages, ascending by id, bounded by count and by bytes.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, serde::Deserialize)]
 pub(crate) struct RoomHistory {
     entries: VecDeque<Entry>,
     bytes: usize,

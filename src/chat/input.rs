@@ -25,7 +25,9 @@ pub(crate) const MAX_DEPTH: usize = 8;
 const MAX_ERROR_DETAIL_CHARS: usize = 200;
 
 /// One frame from a connection, classified in its reader thread (off the dispatcher).
-#[derive(Debug, Clone, PartialEq)]
+// Serialize/Deserialize: a cluster node writes inputs, as its reader parsed and filtered
+// them, into the shared log that every node applies.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Input {
     /// A well-formed request.
     Msg(ClientMsg),

@@ -51,7 +51,7 @@ pub(crate) use outbox::{Delivery, Outbox};
 use rooms::{Creations, Creator, Room};
 
 /// What a connection's token lets it do in the chat beyond what anyone may.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Rights {
     /// Private rooms it may join, read and list (`ChatConfig::private_rooms`): its JWT's
     /// `rooms` claim, names or `prefix*` patterns.
@@ -73,7 +73,9 @@ pub(crate) type ConnId = u64;
 /// token-bound name that is invalid or already held by another token-bound connection.
 const CLOSE_POLICY: u16 = 1008;
 
-#[derive(Debug)]
+// Serialize/Deserialize (here and in the types it holds): a cluster node's snapshot of the
+// whole chat state, from which a node that joins (or fell behind) starts.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Client {
     name: Arc<str>,
     /// `name_key(name)`, the key in `Chat::names`.
@@ -96,8 +98,10 @@ struct Client {
 }
 
 /// The chat state. One per server, owned by the dispatcher thread.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Chat {
+    /// Each node's own (all nodes of a cluster are meant to share one configuration).
+    #[serde(skip)]
     cfg: ChatConfig,
     clients: HashMap<ConnId, Client>,
     /// Name key -> who holds it.
@@ -114,6 +118,7 @@ pub(crate) struct Chat {
     creations: Creations,
     /// Name keys bound to access tokens: only a connection with the token may take them.
     reserved: HashSet<String>,
+    #[serde(skip)]
     log: Option<Log>,
 }
 
@@ -415,6 +420,30 @@ impl Chat {
     /// Connected chat clients.
     pub(crate) fn user_count(&self) -> usize {
         self.clients.len()
+    }
+
+    /// The connections the chat knows (in a cluster, every node's).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn conn_ids(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.clients.keys().copied()
+    }
+
+    /// The whole state but the configuration, for a cluster snapshot: a node that starts (or
+    /// fell behind the shared log) takes it up with [`Chat::restore`] and applies the log from
+    /// there. Its size is that of the history kept (`--history` per room) plus the members.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn snapshot(&self) -> serde_json::Result<String> {
+        serde_json::to_string(self)
+    }
+
+    /// The chat a [`Chat::snapshot`] describes, with this node's configuration (no data dir:
+    /// a cluster's history lives in Redis).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn restore(cfg: ChatConfig, snapshot: &str) -> serde_json::Result<Chat> {
+        let mut chat: Chat = serde_json::from_str(snapshot)?;
+        chat.cfg = cfg;
+        chat.cfg.data_dir = None;
+        Ok(chat)
     }
 }
 

@@ -84,7 +84,7 @@ impl Outbox {
         });
     }
 
-    pub(super) fn send_error(&mut self, conn: ConnId, rej: &Reject) {
+    pub(crate) fn send_error(&mut self, conn: ConnId, rej: &Reject) {
         trace!(
             "chat: conn {conn} error {}: {}",
             rej.code.as_str(),

@@ -13,7 +13,7 @@ use super::outbox::Outbox;
 use super::{Chat, ChatConfig, ConnId};
 use crate::protocol::{ErrorCode, PresenceEvent, Reject, RoomInfo, ServerMsg};
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(super) struct Room {
     /// As spelled by whoever created it.
     pub(super) name: Arc<str>,
@@ -296,7 +296,9 @@ fn room_limit() -> Reject {
 }
 
 /// Who a room creation counts against (`ChatConfig::rooms_created_per_minute`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub(crate) enum Creator {
     /// The client's address as the server saw it: IPv4 (also when it came v4-mapped), or the
     /// /64 of an IPv6 address (what one subscriber is usually given, so a client cannot
@@ -326,8 +328,10 @@ impl Creator {
 /// Room creations by each creator, limited to `per_minute` a minute in bursts of as many:
 /// a token bucket kept as one number per creator (GCRA), the time at which its bucket is
 /// full again.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(super) struct Creations {
+    /// As pairs in a snapshot: JSON object keys must be strings.
+    #[serde(with = "pairs")]
     full_at: HashMap<Creator, u64>,
     /// Sweep out full buckets when the map grows past this: doubling keeps it amortized
     /// O(1) per creation, and the map holds only creators of the last minute.
@@ -690,5 +694,32 @@ mod tests {
         }
         assert!(!c.allow(Creator::Conn(1), 10, 5));
         assert!(c.full_at.len() < 64);
+    }
+}
+
+/// (De)serializes a map with non-string keys as a list of pairs, for the cluster's snapshot.
+mod pairs {
+    use std::collections::HashMap;
+    use std::hash::Hash;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<K: Serialize + Ord, V: Serialize, S: Serializer>(
+        map: &HashMap<K, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        // Sorted, so that two nodes with the same state write the same snapshot.
+        let mut pairs: Vec<(&K, &V)> = map.iter().collect();
+        pairs.sort_by(|a, b| a.0.cmp(b.0));
+        pairs.serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, K, V, D>(d: D) -> Result<HashMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Eq + Hash,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
     }
 }

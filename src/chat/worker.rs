@@ -72,8 +72,17 @@ pub(crate) enum ChatEvent {
 }
 
 pub(crate) struct ChatWorker {
-    chat: Chat,
     rx: Receiver<ChatEvent>,
+    applier: Applier,
+    /// The last commit failed: logged once when it starts and once when it ends.
+    failing: bool,
+}
+
+/// Applies chat events to the [`Chat`] and hands what it decided to the dispatcher: the
+/// single-node worker's core, and also what a cluster node runs on every entry of the shared
+/// log (`cluster/reader.rs`), where only the deliveries to this node's clients are kept.
+pub(crate) struct Applier {
+    pub(crate) chat: Chat,
     hub: Sender<Event>,
     stats: Arc<Stats>,
     /// The host program's event channel, for accepted chat messages.
@@ -83,8 +92,57 @@ pub(crate) struct ChatWorker {
     outs: Vec<ChatOut>,
     /// Replies to `Say`, sent once the batch is committed.
     replies: Vec<(Sender<SayResult>, SayResult)>,
-    /// The last commit failed: logged once when it starts and once when it ends.
-    failing: bool,
+    /// This node's number in a cluster (0 without one): connection ids carry it in their top
+    /// bits ([`NODE_SHIFT`]), and only this node's connections are handed to the dispatcher.
+    node: u64,
+}
+
+/// A cluster-wide connection id is `node << NODE_SHIFT | the node's own id`: the dispatcher
+/// numbers connections from 1 and would need 2^40 (a trillion) of them to reach the node bits.
+pub(crate) const NODE_SHIFT: u32 = 40;
+
+impl Applier {
+    pub(crate) fn new(
+        chat: Chat,
+        hub: Sender<Event>,
+        stats: Arc<Stats>,
+        events: Option<Sender<ServerEvent>>,
+        node: u64,
+    ) -> Applier {
+        let mut outbox = Outbox::new();
+        outbox.observe = events.is_some();
+        Applier {
+            chat,
+            hub,
+            stats,
+            events,
+            outbox,
+            outs: Vec::new(),
+            replies: Vec::new(),
+            node,
+        }
+    }
+
+    fn local(&self, id: ClientId) -> Option<ClientId> {
+        local(self.node, id)
+    }
+
+    /// Sets this node's number (a cluster node learns it from Redis before applying).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn set_node(&mut self, node: u64) {
+        self.node = node;
+    }
+
+    /// A step for the dispatcher that no chat event decided (a cluster node's own).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn push_out(&mut self, out: ChatOut) {
+        self.outs.push(out);
+    }
+}
+
+/// Node `node`'s own id for a cluster-wide connection id, if the connection is that node's.
+pub(crate) fn local(node: u64, id: ClientId) -> Option<ClientId> {
+    (id >> NODE_SHIFT == node).then_some(id & ((1 << NODE_SHIFT) - 1))
 }
 
 impl ChatWorker {
@@ -95,17 +153,9 @@ impl ChatWorker {
         stats: Arc<Stats>,
         events: Option<Sender<ServerEvent>>,
     ) -> ChatWorker {
-        let mut outbox = Outbox::new();
-        outbox.observe = events.is_some();
         ChatWorker {
-            chat,
             rx,
-            hub,
-            stats,
-            events,
-            outbox,
-            outs: Vec::new(),
-            replies: Vec::new(),
+            applier: Applier::new(chat, hub, stats, events, 0),
             failing: false,
         }
     }
@@ -115,7 +165,7 @@ impl ChatWorker {
         loop {
             // After a failed write, wake up to retry even if nobody talks: the history must
             // reach the disk once space is back, not at the next message.
-            let first = match self.chat.retry_at() {
+            let first = match self.applier.chat.retry_at() {
                 Some(at) => match self.rx.recv_deadline(at) {
                     Ok(event) => event,
                     Err(RecvTimeoutError::Timeout) => {
@@ -129,14 +179,14 @@ impl ChatWorker {
                     Err(_) => break,
                 },
             };
-            if !self.apply(first) {
+            if !self.applier.apply(first, now_ms()) {
                 break;
             }
             let mut stop = false;
             for _ in 1..BATCH_EVENTS {
                 match self.rx.try_recv() {
                     Ok(event) => {
-                        if !self.apply(event) {
+                        if !self.applier.apply(event, now_ms()) {
                             stop = true;
                             break;
                         }
@@ -145,16 +195,49 @@ impl ChatWorker {
                 }
             }
             self.commit();
-            if !self.deliver() || stop {
+            if !self.applier.deliver() || stop {
                 break;
             }
         }
         debug!("chat worker ended");
     }
 
+    /// Makes this batch durable: one write and (by the fsync policy) one fdatasync.
+    fn commit(&mut self) {
+        let started = Instant::now();
+        let result = self.applier.chat.commit();
+        if self.applier.chat.persistent() {
+            self.applier.stats.chat_commit.observe(started.elapsed());
+        }
+        match result {
+            Err(e) => {
+                self.applier
+                    .stats
+                    .chat_commit_failures
+                    .fetch_add(1, Relaxed);
+                if !self.failing {
+                    // Once per episode: a full disk fails every batch until space returns.
+                    error!(
+                        "chat history could not be written (delivering anyway, retrying with back-off; it is rewritten from memory once the disk takes it): {e}"
+                    );
+                    self.failing = true;
+                    self.applier.stats.chat_log_failing.store(1, Relaxed);
+                }
+            }
+            Ok(()) => {
+                if self.failing {
+                    info!("chat history is being written again");
+                    self.failing = false;
+                    self.applier.stats.chat_log_failing.store(0, Relaxed);
+                }
+            }
+        }
+    }
+}
+
+impl Applier {
     /// Applies one event; `false` for `Stop`.
-    fn apply(&mut self, event: ChatEvent) -> bool {
-        let now = now_ms();
+    pub(crate) fn apply(&mut self, event: ChatEvent, now: u64) -> bool {
         match event {
             ChatEvent::Connect {
                 id,
@@ -174,18 +257,24 @@ impl ChatWorker {
                 &mut self.outbox,
             ),
             ChatEvent::Input { id, input } => {
-                self.stats.messages_in.fetch_add(1, Relaxed);
+                if self.local(id).is_some() {
+                    self.stats.messages_in.fetch_add(1, Relaxed);
+                }
                 self.chat.handle(id, *input, now, &mut self.outbox);
             }
             ChatEvent::Closing { id, bytes } => {
                 self.chat.disconnect(id, now, &mut self.outbox);
-                self.take_outbox();
-                self.outs.push(ChatOut::Closing { id, bytes });
+                self.take_outbox(now);
+                if let Some(id) = self.local(id) {
+                    self.outs.push(ChatOut::Closing { id, bytes });
+                }
             }
             ChatEvent::Gone { id } => {
                 self.chat.disconnect(id, now, &mut self.outbox);
-                self.take_outbox();
-                self.outs.push(ChatOut::Gone { id });
+                self.take_outbox(now);
+                if let Some(id) = self.local(id) {
+                    self.outs.push(ChatOut::Gone { id });
+                }
             }
             ChatEvent::Say {
                 room,
@@ -205,68 +294,46 @@ impl ChatWorker {
             ChatEvent::Stop => return false,
         }
         // Keep the dispatcher's steps in the order the chat decided them.
-        self.take_outbox();
+        self.take_outbox(now);
         true
     }
 
     /// Moves the chat's deliveries into this batch's steps, encoding each text frame once.
-    fn take_outbox(&mut self) {
+    fn take_outbox(&mut self, now: u64) {
         let mut closed = Vec::new();
+        let node = self.node;
         for delivery in self.outbox.drain() {
             match delivery {
                 Delivery::Text { to, text } => {
+                    // In a cluster every node decides every delivery; each keeps its own.
+                    let to: Vec<ClientId> = to.into_iter().filter_map(|c| local(node, c)).collect();
+                    if to.is_empty() {
+                        continue;
+                    }
                     let frame: Arc<[u8]> = frame::encoded(frame::TEXT, text.as_bytes()).into();
                     self.outs.push(ChatOut::Frame { to, frame });
                 }
                 Delivery::Close { conn, code, reason } => {
-                    let mut bytes = Vec::new();
-                    frame::encode_close(code, reason, &mut bytes);
-                    self.outs.push(ChatOut::Closing { id: conn, bytes });
+                    if let Some(id) = local(node, conn) {
+                        let mut bytes = Vec::new();
+                        frame::encode_close(code, reason, &mut bytes);
+                        self.outs.push(ChatOut::Closing { id, bytes });
+                    }
                     closed.push(conn);
                 }
             }
         }
         // The chat closed these clients: they leave their rooms now (the others hear it).
-        let now = now_ms();
         for conn in closed {
             self.chat.disconnect(conn, now, &mut self.outbox);
         }
         if !self.outbox.is_empty() {
-            self.take_outbox();
-        }
-    }
-
-    /// Makes this batch durable: one write and (by the fsync policy) one fdatasync.
-    fn commit(&mut self) {
-        let started = Instant::now();
-        let result = self.chat.commit();
-        if self.chat.persistent() {
-            self.stats.chat_commit.observe(started.elapsed());
-        }
-        match result {
-            Err(e) => {
-                self.stats.chat_commit_failures.fetch_add(1, Relaxed);
-                if !self.failing {
-                    // Once per episode: a full disk fails every batch until space returns.
-                    error!(
-                        "chat history could not be written (delivering anyway, retrying with back-off; it is rewritten from memory once the disk takes it): {e}"
-                    );
-                    self.failing = true;
-                    self.stats.chat_log_failing.store(1, Relaxed);
-                }
-            }
-            Ok(()) => {
-                if self.failing {
-                    info!("chat history is being written again");
-                    self.failing = false;
-                    self.stats.chat_log_failing.store(0, Relaxed);
-                }
-            }
+            self.take_outbox(now);
         }
     }
 
     /// Hands the batch to the dispatcher; `false` when the dispatcher is gone.
-    fn deliver(&mut self) -> bool {
+    pub(crate) fn deliver(&mut self) -> bool {
         if let Some(events) = &self.events {
             for p in self.outbox.posted.drain(..) {
                 let event = ServerEvent::ChatMessage {

@@ -17,12 +17,13 @@
 //!
 //! Files: this one is the event loop; `queue.rs` one client's outgoing bytes; `channels.rs`
 //! the relay channels' members; `chat_link.rs` what the chat worker sends; `poller.rs` the
-//! thread that reports drained sockets.
+//! thread that reports drained sockets; `relayed.rs` what goes to the other nodes of a cluster.
 
 mod channels;
 mod chat_link;
 mod poller;
 mod queue;
+mod relayed;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -31,7 +32,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use log::{debug, trace};
 use tungstenite::Bytes;
 
@@ -45,6 +46,7 @@ use channels::{Channels, Membership};
 pub(crate) use chat_link::ChatOut;
 pub(crate) use poller::run_poller;
 use queue::{Flushed, Queue};
+pub(crate) use relayed::{Relayed, unix_ms};
 
 /// A connection's number, unique for the life of the server.
 pub(crate) type ClientId = u64;
@@ -129,6 +131,15 @@ pub(crate) enum Event {
         opcode: u8,
         data: Bytes,
     },
+    /// A relay message from another node of the cluster (`cluster/relay.rs`), published
+    /// there at `sent_ms`: delivered to this node's members, and not published again.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    Remote {
+        channel: Arc<str>,
+        opcode: u8,
+        data: Bytes,
+        sent_ms: u64,
+    },
     /// What the chat worker decided, in order (see [`ChatOut`]).
     Chat(Vec<ChatOut>),
     /// These tokens were revoked: disconnect the clients that presented them.
@@ -183,6 +194,8 @@ pub(crate) struct Hub {
     /// O(log n) per connection and nothing per tick. Entries of clients that left earlier stay
     /// until their time (ids are never reused, so they match no one) or the next compaction.
     expiries: BinaryHeap<Reverse<(Instant, ClientId)>>,
+    /// In a cluster: where local relay messages go for the other nodes (never waited on).
+    cluster: Option<Sender<Relayed>>,
 }
 
 /// Below this many heap entries, stale ones (clients gone before their token expired) are left
@@ -197,6 +210,7 @@ impl Hub {
         rx: Receiver<Event>,
         epoll: Arc<Epoll>,
         budget: Arc<Budget>,
+        cluster: Option<Sender<Relayed>>,
     ) -> Hub {
         stats.buffered_limit.store(budget.cap(), Relaxed);
         let welcome = cfg
@@ -217,6 +231,7 @@ impl Hub {
             welcome,
             shutdown_deadline: None,
             expiries: BinaryHeap::new(),
+            cluster,
         }
     }
 
@@ -312,6 +327,7 @@ impl Hub {
                 } else if let Some(m) = &client.channel {
                     let channel = m.name.clone();
                     self.fan_out(&channel, Some(id), opcode, &data);
+                    self.publish_to_cluster(channel, opcode, data);
                 }
             }
             Event::Pong { id } => {
@@ -342,6 +358,18 @@ impl Hub {
                 data,
             } => {
                 self.handled += data.len();
+                self.fan_out(&channel, None, opcode, &data);
+                self.publish_to_cluster(channel.into(), opcode, data);
+            }
+            Event::Remote {
+                channel,
+                opcode,
+                data,
+                sent_ms,
+            } => {
+                let now = unix_ms();
+                let latency = std::time::Duration::from_millis(now.saturating_sub(sent_ms));
+                self.stats.cluster_relay_latency.observe(latency);
                 self.fan_out(&channel, None, opcode, &data);
             }
             Event::Chat(outs) => {
@@ -428,6 +456,22 @@ impl Hub {
             c.queue.push(&encoded);
             self.delivered += 1;
             mark_dirty(&mut self.dirty, member, c);
+        }
+    }
+
+    /// Hands a local relay message to the cluster's publisher, if there is one; when its
+    /// queue is full (Redis slow or away) the other nodes miss it, counted, and nobody waits.
+    fn publish_to_cluster(&mut self, channel: Arc<str>, opcode: u8, data: Bytes) {
+        let Some(tx) = &self.cluster else {
+            return;
+        };
+        let m = Relayed {
+            channel,
+            opcode,
+            data,
+        };
+        if tx.try_send(m).is_err() {
+            self.stats.cluster_relay_dropped.fetch_add(1, Relaxed);
         }
     }
 

@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
-use log::info;
+use log::{info, warn};
 use parking_lot::{Mutex, RwLock};
 use tungstenite::Bytes;
 
@@ -266,9 +266,24 @@ impl Server {
                 tokens.jwt_keys()
             );
         }
-        let mut chat = Chat::open(config.chat.clone())?;
+        let clustered = config.redis.is_some();
+        let mut chat = if clustered {
+            // A cluster's chat lives in Redis (its log and snapshots), not in a data dir.
+            if config.chat.data_dir.is_some() {
+                warn!(
+                    "--data-dir is not used for the chat history of a cluster node: it lives in Redis"
+                );
+            }
+            Chat::open(crate::chat::ChatConfig {
+                data_dir: None,
+                ..config.chat.clone()
+            })?
+        } else {
+            Chat::open(config.chat.clone())?
+        };
         // Nobody is connected yet: the outbox of the renames this could cause stays empty.
         chat.set_reserved_names(tokens.bound_names(), &mut crate::chat::Outbox::new());
+        let reserved_names: Vec<String> = tokens.bound_names().map(|n| n.to_string()).collect();
         let cfg = Arc::new(config);
         let stats = Arc::new(Stats::default());
         let (tx, rx) = crossbeam_channel::bounded(hub::QUEUE_CAPACITY);
@@ -303,8 +318,18 @@ impl Server {
         });
 
         let mut threads = Vec::new();
-        let hub = Hub::new(cfg.clone(), stats.clone(), rx, epoll.clone(), budget);
-        let worker = ChatWorker::new(chat, chat_rx, tx.clone(), stats, events_tx);
+        let (relay, stop_cluster) = if clustered {
+            let cluster = start_cluster(&cfg, chat, chat_rx, tx.clone(), stats.clone(), events_tx)?;
+            // In a cluster the chat state comes from the log: the reserved names go there.
+            let _ = chat_tx.send(ChatEvent::ReserveNames(reserved_names));
+            threads.extend(cluster.threads);
+            (Some(cluster.relay), Some(cluster.stop))
+        } else {
+            let worker = ChatWorker::new(chat, chat_rx, tx.clone(), stats.clone(), events_tx);
+            threads.push(spawn("wschat-chat", move || worker.run())?);
+            (None, None)
+        };
+        let hub = Hub::new(cfg.clone(), stats, rx, epoll.clone(), budget, relay);
         let hub_parking = parking.clone();
         let stop_chat = chat_tx;
         threads.push(spawn("wschat-dispatch", move || {
@@ -312,8 +337,10 @@ impl Server {
             hub_parking.stop();
             // The chat worker forwards chat clients' last frames until the dispatcher is done.
             let _ = stop_chat.send(ChatEvent::Stop);
+            if let Some(stop) = stop_cluster {
+                stop();
+            }
         })?);
-        threads.push(spawn("wschat-chat", move || worker.run())?);
         threads.push(spawn("wschat-park", move || parking.run())?);
         threads.push(spawn("wschat-poller", move || hub::run_poller(epoll, tx))?);
         let accept_shared = shared.clone();
@@ -410,6 +437,50 @@ fn validate(cfg: &Config) -> Result<()> {
         return bad("thread_stack_size must be at least 64 KiB");
     }
     Ok(())
+}
+
+/// A cluster node's chat and relay threads (`cluster/`), and how to stop them.
+struct Started {
+    threads: Vec<JoinHandle<()>>,
+    relay: Sender<crate::hub::Relayed>,
+    stop: Box<dyn FnOnce() + Send>,
+}
+
+#[cfg(feature = "redis")]
+fn start_cluster(
+    cfg: &Arc<Config>,
+    chat: Chat,
+    chat_rx: crossbeam_channel::Receiver<ChatEvent>,
+    hub: Sender<Event>,
+    stats: Arc<Stats>,
+    events: Option<Sender<ServerEvent>>,
+) -> Result<Started> {
+    let cluster = crate::cluster::Cluster::start(cfg.clone(), chat, chat_rx, hub, stats, events)
+        .map_err(|e| Error::Config(e.to_string()))?;
+    let crate::cluster::Cluster {
+        shared,
+        threads,
+        relay,
+    } = cluster;
+    Ok(Started {
+        threads,
+        relay,
+        stop: Box::new(move || shared.stopping.store(true, SeqCst)),
+    })
+}
+
+#[cfg(not(feature = "redis"))]
+fn start_cluster(
+    _: &Arc<Config>,
+    _: Chat,
+    _: crossbeam_channel::Receiver<ChatEvent>,
+    _: Sender<Event>,
+    _: Arc<Stats>,
+    _: Option<Sender<ServerEvent>>,
+) -> Result<Started> {
+    Err(Error::Config(
+        "--redis needs the `redis` feature, which this build leaves out".into(),
+    ))
 }
 
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> io::Result<JoinHandle<()>> {

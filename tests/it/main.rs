@@ -30,6 +30,8 @@ mod chat_persistence;
 mod chat_presence;
 mod chat_ref;
 mod chat_rooms;
+mod cluster;
+mod cluster_outage;
 mod conformance;
 mod data_dir;
 mod echo;

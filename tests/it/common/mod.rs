@@ -9,6 +9,8 @@ use tungstenite::protocol::WebSocket;
 use tungstenite::{Message, client::IntoClientRequest};
 
 pub use wschat::internals::frame;
+
+pub mod redis;
 pub use wschat::{Config, Server};
 
 /// Every blocking read in a test gives up after this, so a hang fails instead of stalling CI.
@@ -361,9 +363,15 @@ pub fn spawn_binary(args: &[&str]) -> (std::process::Child, SocketAddr) {
 /// returns it with the address it prints on its first stdout line.
 pub fn spawn_server(mut cmd: std::process::Command) -> (std::process::Child, SocketAddr) {
     use std::io::BufRead;
+    // WSCHAT_TEST_STDERR=1 shows the servers' logs, for debugging a test.
+    let stderr = if std::env::var_os("WSCHAT_TEST_STDERR").is_some() {
+        std::process::Stdio::inherit()
+    } else {
+        std::process::Stdio::null()
+    };
     let mut child = cmd
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let mut line = String::new();
