@@ -38,6 +38,9 @@ pub enum Error {
     Rejected(String),
     /// The server has shut down, so it cannot take this request. The value is handed back.
     Closed,
+    /// A cluster node (`Config::redis`) cannot reach Redis, which orders and stores the chat:
+    /// the message was not taken. Try again shortly (the node reconnects by itself).
+    Unavailable,
     /// Any other I/O failure while starting (a thread could not be spawned, the internal HTTP
     /// listener could not be bound, the data directory could not be opened).
     Io(io::Error),
@@ -53,6 +56,7 @@ impl fmt::Display for Error {
             Error::Config(msg) => write!(f, "invalid configuration: {msg}"),
             Error::Rejected(why) => write!(f, "refused: {why}"),
             Error::Closed => f.write_str("the server has shut down"),
+            Error::Unavailable => f.write_str("the chat is unavailable: Redis is unreachable"),
             Error::Io(e) => write!(f, "{e}"),
         }
     }

@@ -465,6 +465,10 @@ fn publish(site: &Site<'_>, body: &[u8]) -> Answer {
         return match site.handle.say_within(room, from, text, PUBLISH_TIMEOUT) {
             Ok(id) => Answer::json(200, json!({"ok": true, "id": id})),
             Err(Error::Rejected(why)) => Answer::json(400, json!({"ok": false, "error": why})),
+            Err(Error::Unavailable) => Answer::json(
+                503,
+                json!({"ok": false, "error": "chat unavailable: Redis unreachable; retry shortly"}),
+            ),
             Err(_) => closed(),
         };
     }

@@ -36,6 +36,10 @@ const BATCH_EVENTS: usize = 1024;
 /// The answer to a `Say`: the message's id, or why it was refused.
 pub(crate) type SayResult = Result<u64, String>;
 
+/// The refusal of a cluster node that cannot reach Redis ([`crate::Error::Unavailable`]).
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) const UNAVAILABLE: &str = "chat unavailable: Redis unreachable";
+
 /// What the chat worker is told.
 pub(crate) enum ChatEvent {
     /// A `/chat` connection was registered with the dispatcher: log it in (URL name and

@@ -124,7 +124,12 @@ impl Reader {
     /// Applies `entries` and hands the result to the dispatcher; `false` once it is gone.
     fn apply_all(&mut self, entries: impl Iterator<Item = StreamId>) -> bool {
         for entry in entries {
-            let prev = field(&entry, "p").unwrap_or_default();
+            let Some(prev) = field(&entry, "p") else {
+                // Not appended by a node (the script always writes `p`): someone's XADD by
+                // hand. Skipped, and not a link of the chain.
+                self.bad_entry(&entry.id);
+                continue;
+            };
             if prev != self.last {
                 self.resync(&prev);
                 // Read again from where the resync put us.
@@ -144,18 +149,9 @@ impl Reader {
     }
 
     fn apply_entry(&mut self, entry: &StreamId) {
-        let stats = &self.shared.stats;
         let rec = field(entry, "e").and_then(|e| serde_json::from_str::<Record>(&e).ok());
         let Some(rec) = rec else {
-            stats.cluster_bad_data.fetch_add(1, Relaxed);
-            if !self.bad_logged {
-                // Once: a writer of another version, or someone's hand in Redis.
-                warn!(
-                    "cluster: log entry {} does not parse; skipped (further ones are counted in wschat_cluster_bad_data_total)",
-                    entry.id
-                );
-                self.bad_logged = true;
-            }
+            self.bad_entry(&entry.id);
             return;
         };
         if rec.n != 0 {
@@ -165,7 +161,7 @@ impl Reader {
             }
             *last = rec.s;
         }
-        stats.cluster_log_in.fetch_add(1, Relaxed);
+        self.shared.stats.cluster_log_in.fetch_add(1, Relaxed);
         self.since_snapshot += 1;
         let now = entry_ms(&entry.id).unwrap_or(0);
         let node = self.shared.node();
@@ -209,6 +205,18 @@ impl Reader {
             }
         };
         self.applier.apply(event, now);
+    }
+
+    /// A log entry that does not parse: skipped, logged once (a writer of another version,
+    /// or someone's hand in Redis), counted always.
+    fn bad_entry(&mut self, id: &str) {
+        self.shared.stats.cluster_bad_data.fetch_add(1, Relaxed);
+        if !self.bad_logged {
+            warn!(
+                "cluster: log entry {id} does not parse; skipped (further ones are counted in wschat_cluster_bad_data_total)"
+            );
+            self.bad_logged = true;
+        }
     }
 
     /// Every connection of node `gone` leaves. When that is this node (cut off from Redis

@@ -19,7 +19,7 @@ use log::debug;
 use super::Shared;
 use super::link::{COMMAND_TIMEOUT, Link};
 use super::log::{APPEND, LAST, LEAVE, LOG, NODES, Op, Record};
-use crate::chat::worker::{ChatEvent, NODE_SHIFT, SayResult};
+use crate::chat::worker::{ChatEvent, NODE_SHIFT, SayResult, UNAVAILABLE};
 use crate::chat::{Input, Outbox};
 use crate::frame;
 use crate::hub::{ChatOut, ClientId, Event};
@@ -302,12 +302,12 @@ impl Writer {
             }
             Fallback::Reply(reply) => {
                 if let Some(reply) = reply {
-                    let _ = reply.send(Err("chat unavailable: Redis unreachable".into()));
+                    let _ = reply.send(Err(UNAVAILABLE.into()));
                 }
             }
             Fallback::Replied(seq) => {
                 if let Some(reply) = self.shared.replies.lock().remove(&seq) {
-                    let _ = reply.send(Err("chat unavailable: Redis unreachable".into()));
+                    let _ = reply.send(Err(UNAVAILABLE.into()));
                 }
             }
             Fallback::Keep(local) => outs.extend(local),

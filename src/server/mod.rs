@@ -560,11 +560,13 @@ impl Handle {
     /// Says `text` in chat room `room` as user `from` (a bot, a host program), exactly as if a
     /// client named `from` had sent it: it gets an id, enters the history, and every member of
     /// the room receives it. Returns the message's id once the chat has accepted it and stored
-    /// it (with a data dir: committed to disk, by the fsync policy).
+    /// it (with a data dir: committed to disk, by the fsync policy; in a cluster: stored in
+    /// Redis, and sent to the room's members on every node).
     ///
     /// # Errors
     /// [`Error::Rejected`] with the reason when the room or name is invalid or the text too
-    /// long; [`Error::Closed`] after shutdown.
+    /// long; [`Error::Unavailable`] on a cluster node that cannot reach Redis;
+    /// [`Error::Closed`] after shutdown.
     ///
     /// ```
     /// # let mut config = wschat::Config::default();
@@ -619,6 +621,7 @@ impl Handle {
         };
         match answer {
             Some(Ok(id)) => Ok(id),
+            Some(Err(why)) if why == chat_worker::UNAVAILABLE => Err(Error::Unavailable),
             Some(Err(why)) => Err(Error::Rejected(why)),
             None => Err(Error::Closed),
         }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tungstenite::Message;
 
-use crate::common::redis::{Redis, await_up, spawn_node};
+use crate::common::redis::{Redis, await_up, node_metric, spawn_node};
 use crate::common::*;
 
 /// How long a node may take to reach Redis and get its node number.
@@ -88,14 +88,29 @@ fn relay_reaches_every_other_client_on_every_node_once_in_order() {
     }
     // POST /api/publish on node 2 reaches the clients of nodes 1 and 3 (and its own).
     let body = r#"{"channel":"","text":"from the api"}"#;
-    let request = format!(
-        "POST /api/publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let head = response_head(nodes[1].1, request.as_bytes());
+    let head = response_head(nodes[1].1, &publish_request(body));
     assert!(head.starts_with("HTTP/1.1 2"), "{head}");
     for c in clients.iter_mut() {
         assert_eq!(recv_text(c), "from the api");
+    }
+    // The cluster's view in /metrics: the node, its Redis, the traffic and the hop's latency.
+    let (_, _, body) = http_get(nodes[0].1, "/metrics");
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        text.contains("wschat_cluster_node{node_id=\"node-1\"} 1"),
+        "{text}"
+    );
+    for (name, at_least) in [
+        ("wschat_cluster_redis_up", 1.0),
+        ("wschat_cluster_relay_out_total", EACH as f64),
+        ("wschat_cluster_relay_in_total", (EACH * 2 + 1) as f64),
+        (
+            "wschat_cluster_relay_latency_seconds_count",
+            (EACH * 2 + 1) as f64,
+        ),
+    ] {
+        let v = node_metric(nodes[0].1, name).unwrap_or(0.0);
+        assert!(v >= at_least, "{name} = {v}, expected at least {at_least}");
     }
     // Exactly once: nothing more arrives, and the other channel heard nothing.
     elsewhere.send(Message::text("marker")).unwrap();
@@ -112,6 +127,15 @@ fn relay_reaches_every_other_client_on_every_node_once_in_order() {
             other => panic!("nothing more expected, got {other:?}"),
         }
     }
+}
+
+/// A POST /api/publish with the key the tests' nodes are given.
+fn publish_request(body: &str) -> Vec<u8> {
+    format!(
+        "POST /api/publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 fn say(ws: &mut Client, room: &str, text: &str, r: &str) -> Value {
@@ -141,7 +165,7 @@ fn chat_is_one_chat_across_three_nodes() {
     let Some(redis) = Redis::start("chat") else {
         return;
     };
-    let nodes = nodes(&redis, 3, &[]);
+    let nodes = nodes(&redis, 3, &["--api-key", "k"]);
     let mut alice = chat_as(nodes[0].1, "alice", "team");
     let mut bob = chat_as(nodes[1].1, "bob", "team");
     let mut carol = chat_as(nodes[2].1, "carol", "team");
@@ -194,6 +218,20 @@ fn chat_is_one_chat_across_three_nodes() {
         (dm["from"].as_str(), dm["text"].as_str()),
         (Some("alice"), Some("psst"))
     );
+    // A bot's message through POST /api/publish on node 2 is answered with its id once stored,
+    // and reaches the room on node 1.
+    let body = r#"{"room":"team","from":"bot","text":"hello all"}"#;
+    let head = response_head(nodes[1].1, &publish_request(body));
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let m = next_matching(&mut alice, "the bot's message", |m| {
+        m["type"] == "message" && m["from"] == "bot"
+    });
+    assert_eq!(m["text"], "hello all");
+    for ws in [&mut bob, &mut carol] {
+        next_matching(ws, "the bot's message", |m| {
+            m["type"] == "message" && m["from"] == "bot"
+        });
+    }
     // A name taken on node 1 is refused on node 2 (case-insensitively, as on one node).
     let mut ws = connect(nodes[1].1, "/chat?name=ALICE&room=team");
     let welcome = recv_json(&mut ws);
@@ -206,7 +244,8 @@ fn chat_is_one_chat_across_three_nodes() {
     drop(ws);
 
     // Bob leaves node 2; messages go on; he comes back on node 3 and catches up with `after`.
-    let last_seen = seen[1].last().unwrap().0;
+    // The last room message bob saw before leaving: the bot's.
+    let last_seen = m["id"].as_u64().unwrap();
     bob.close(None).unwrap();
     let _ = close_code_after_data(&mut bob);
     next_matching(&mut alice, "bob's leave", |m| {
@@ -248,7 +287,56 @@ fn chat_is_one_chat_across_three_nodes() {
                 .clone()
         })
         .collect();
-    assert_eq!(full[0].as_array().unwrap().len(), 18);
+    assert_eq!(full[0].as_array().unwrap().len(), 19);
     assert_eq!(full[0], full[1]);
     assert_eq!(full[1], full[2]);
+}
+
+/// The value of a RESP bulk-string reply (`$3\r\nabc\r\n`).
+fn bulk(reply: &str) -> &str {
+    reply.split("\r\n").nth(1).unwrap_or("")
+}
+
+#[test]
+fn hostile_data_in_redis_is_logged_and_skipped() {
+    let Some(redis) = Redis::start("hostile") else {
+        return;
+    };
+    let nodes = nodes(&redis, 2, &[]);
+    await_subscribers(&redis, 2);
+    let mut alice = chat_as(nodes[0].1, "alice", "team");
+    let mut bob = chat_as(nodes[1].1, "bob", "team");
+    // An entry added by hand (no chain link), and one chained like a node's but unreadable.
+    redis.cmd(&["XADD", "wschat:log", "*", "e", "{not json"]);
+    let last = redis.cmd(&["GET", "wschat:log:last"]);
+    let id = redis.cmd(&[
+        "XADD",
+        "wschat:log",
+        "*",
+        "e",
+        r#"{"n":1,"s":99,"op":"explode"}"#,
+        "p",
+        bulk(&last),
+    ]);
+    redis.cmd(&["SET", "wschat:log:last", bulk(&id)]);
+    // And relay garbage.
+    redis.cmd(&["PUBLISH", "wschat:relay", "W1\u{1}garbage"]);
+    redis.cmd(&["PUBLISH", "wschat:relay", ""]);
+    // The chat goes on, on both nodes, and so does the relay.
+    let said = say(&mut alice, "team", "still here", "s");
+    let m = next_matching(&mut bob, "alice's message", |m| {
+        m["type"] == "message" && m["text"] == "still here"
+    });
+    assert_eq!(m["id"], said["id"]);
+    let mut r1 = connect(nodes[0].1, "/");
+    let mut r2 = connect(nodes[1].1, "/");
+    r1.send(Message::text("relay too")).unwrap();
+    assert_eq!(recv_text(&mut r2), "relay too");
+    for (_, addr) in &nodes {
+        let bad = node_metric(*addr, "wschat_cluster_bad_data_total").unwrap_or(0.0);
+        assert!(
+            bad >= 4.0,
+            "{addr}: 2 log entries and 2 relay messages counted, got {bad}"
+        );
+    }
 }
