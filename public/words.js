@@ -20,6 +20,9 @@ const ERRORS = {
   offline: 'Not connected right now. Try again when the connection is back.',
   lost: 'The connection dropped before the server confirmed it. Retry if it did not arrive.',
   timeout: 'The server did not answer in time.',
+  forbidden: 'That room is private, and this connection may not use it.',
+  filtered: 'The server refused that message.',
+  unavailable: 'The chat is briefly unavailable (the server cannot reach its database). Wait a moment, check the room, then retry.',
 };
 
 /** A sentence for an error reply ({code, message}) or an Error with a `code`. */
