@@ -63,8 +63,10 @@ pub(crate) const RELAY_QUEUE: usize = 16 * 1024;
 
 /// What the cluster's threads share.
 pub(crate) struct Shared {
-    /// The `--node-id`: names this node in logs, metrics and relay messages.
+    /// The `--node-id`: names this node in logs and metrics.
     pub(crate) node_id: String,
+    /// Random per process: marks this node's relay messages, so its subscriber skips them.
+    pub(crate) instance: u64,
     /// This node's number in the log (from `INCR`), unique per process; 0 until Redis first
     /// answered. Connection ids in the log carry it (`worker::NODE_SHIFT`).
     pub(crate) node: AtomicU64,
@@ -121,6 +123,13 @@ impl Cluster {
         );
         let shared = Arc::new(Shared {
             node_id,
+            // std's per-process random SipHash keys: no RNG crate needed for one number.
+            instance: {
+                use std::hash::{BuildHasher, Hasher};
+                std::collections::hash_map::RandomState::new()
+                    .build_hasher()
+                    .finish()
+            },
             node: AtomicU64::new(0),
             snapshotter: AtomicBool::new(false),
             stopping: AtomicBool::new(false),

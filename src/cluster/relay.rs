@@ -8,8 +8,10 @@
 //! the relay itself: while Redis is away, local delivery goes on and messages for the other
 //! nodes are dropped and counted.
 //!
-//! A message on the wire: `W1`, opcode (1 byte), node id length (1) and node id, channel
-//! length (2, big-endian) and channel, the publish time in ms (8), then the payload.
+//! A message on the wire: `W1`, opcode (1 byte), the publishing process's instance number (8,
+//! random per process: two nodes given the same `--node-id` by mistake still hear each
+//! other), channel length (2, big-endian) and channel, the publish time in ms (8), then the
+//! payload.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -62,7 +64,7 @@ pub(crate) fn publish(shared: &Shared, rx: Receiver<Relayed>) {
                 for m in batch.drain(..) {
                     pipe.cmd("PUBLISH")
                         .arg(RELAY)
-                        .arg(encode(&shared.node_id, &m, now))
+                        .arg(encode(shared.instance, &m, now))
                         .ignore();
                 }
                 pipe.query::<()>(con)
@@ -109,7 +111,7 @@ pub(crate) fn subscribe(shared: &Shared, hub: Sender<Event>) {
                     Ok(msg) => {
                         let payload = msg.get_payload_bytes();
                         match decode(payload) {
-                            Some(m) if m.node == shared.node_id => {}
+                            Some(m) if m.instance == shared.instance => {}
                             Some(m) => {
                                 shared.stats.cluster_relay_in.fetch_add(1, Relaxed);
                                 let event = Event::Remote {
@@ -150,14 +152,12 @@ pub(crate) fn subscribe(shared: &Shared, hub: Sender<Event>) {
     debug!("cluster relay subscriber ended");
 }
 
-fn encode(node: &str, m: &Relayed, now_ms: u64) -> Vec<u8> {
-    let node = &node.as_bytes()[..node.len().min(255)];
+fn encode(instance: u64, m: &Relayed, now_ms: u64) -> Vec<u8> {
     let channel = &m.channel.as_bytes()[..m.channel.len().min(u16::MAX as usize)];
-    let mut out = Vec::with_capacity(14 + node.len() + channel.len() + m.data.len());
+    let mut out = Vec::with_capacity(21 + channel.len() + m.data.len());
     out.extend_from_slice(b"W1");
     out.push(m.opcode);
-    out.push(node.len() as u8);
-    out.extend_from_slice(node);
+    out.extend_from_slice(&instance.to_be_bytes());
     out.extend_from_slice(&(channel.len() as u16).to_be_bytes());
     out.extend_from_slice(channel);
     out.extend_from_slice(&now_ms.to_be_bytes());
@@ -166,7 +166,7 @@ fn encode(node: &str, m: &Relayed, now_ms: u64) -> Vec<u8> {
 }
 
 struct Decoded<'a> {
-    node: &'a str,
+    instance: u64,
     channel: &'a str,
     opcode: u8,
     sent_ms: u64,
@@ -182,8 +182,7 @@ fn decode(b: &[u8]) -> Option<Decoded<'_>> {
     if opcode != crate::frame::TEXT && opcode != crate::frame::BINARY {
         return None;
     }
-    let (&nlen, rest) = rest.split_first()?;
-    let (node, rest) = split(rest, nlen as usize)?;
+    let (instance, rest) = split(rest, 8)?;
     let (clen, rest) = split(rest, 2)?;
     let (channel, rest) = split(rest, u16::from_be_bytes([clen[0], clen[1]]) as usize)?;
     let (ts, data) = split(rest, 8)?;
@@ -191,7 +190,7 @@ fn decode(b: &[u8]) -> Option<Decoded<'_>> {
         std::str::from_utf8(data).ok()?;
     }
     Some(Decoded {
-        node: std::str::from_utf8(node).ok()?,
+        instance: u64::from_be_bytes(instance.try_into().ok()?),
         channel: std::str::from_utf8(channel).ok()?,
         opcode,
         sent_ms: u64::from_be_bytes(ts.try_into().ok()?),
@@ -214,12 +213,12 @@ mod tests {
             opcode: crate::frame::BINARY,
             data: Bytes::from_static(&[0, 159, 146, 150]),
         };
-        let wire = encode("node-a", &m, 1234);
+        let wire = encode(77, &m, 1234);
         let d = decode(&wire).expect("round trip");
         assert_eq!(
-            (d.node, d.channel, d.opcode, d.sent_ms, d.data),
+            (d.instance, d.channel, d.opcode, d.sent_ms, d.data),
             (
-                "node-a",
+                77,
                 "news",
                 crate::frame::BINARY,
                 1234,
@@ -234,7 +233,7 @@ mod tests {
             opcode: crate::frame::TEXT,
             ..m
         };
-        assert!(decode(&encode("n", &text, 1)).is_none());
+        assert!(decode(&encode(1, &text, 1)).is_none());
         assert!(decode(b"hello").is_none());
     }
 }

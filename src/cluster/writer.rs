@@ -8,7 +8,7 @@
 //! again later), and what must not be lost (a connection's end, the reserved names) waits in
 //! `pending` and goes first once Redis is back.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::time::Duration;
@@ -62,6 +62,12 @@ pub(crate) struct Writer {
     reserved: Option<Vec<String>>,
     /// The last append failed (or none was tried yet): the next one re-sends `reserved`.
     resend: bool,
+    /// This node's connections whose login is (or may be) in the log: only their ends must
+    /// reach it. So `pending` holds at most two entries per such connection, however many
+    /// logins were refused during an outage.
+    in_log: HashSet<ClientId>,
+    /// The batch being flushed was sent to Redis (its fate may be unknown).
+    attempted: bool,
 }
 
 impl Writer {
@@ -76,6 +82,8 @@ impl Writer {
             pending: VecDeque::new(),
             reserved: None,
             resend: true,
+            in_log: HashSet::new(),
+            attempted: false,
         }
     }
 
@@ -174,6 +182,30 @@ impl Writer {
             self.fail(fallback);
             return;
         }
+        match &op {
+            Op::Connect { .. } => {
+                if let Fallback::Refuse(id) = fallback {
+                    self.in_log.insert(id);
+                }
+            }
+            Op::Closing { .. } | Op::Gone { .. } => {
+                let local = match &fallback {
+                    Fallback::Keep(Some(ChatOut::Closing { id, .. } | ChatOut::Gone { id })) => *id,
+                    _ => 0,
+                };
+                let known = if matches!(op, Op::Gone { .. }) {
+                    self.in_log.remove(&local)
+                } else {
+                    self.in_log.contains(&local)
+                };
+                if !known {
+                    // Its login never reached the log: its end concerns this node only.
+                    self.fail(fallback);
+                    return;
+                }
+            }
+            _ => {}
+        }
         batch.push((op, fallback));
     }
 
@@ -200,6 +232,9 @@ impl Writer {
         }
         let node = self.shared.node();
         let connected = node != 0 && self.link.get(&self.shared.client).is_some();
+        // Whether Redis may have received this batch (a timeout after sending): then its
+        // logins may be in the log, and their ends must follow.
+        self.attempted = false;
         if !connected {
             // Entries that must reach the log get their numbers now, in order.
             let batch = batch
@@ -234,6 +269,7 @@ impl Writer {
         // A connection found dead by this append (Redis restarted while this node had nothing
         // to say) did not carry the command to anyone: one more try on a fresh connection.
         // Not after a timeout, which may have carried it.
+        self.attempted = true;
         let mut result = self.append(&fresh);
         if let Some(Err(e)) = &result {
             if e.is_connection_dropped() {
@@ -274,6 +310,11 @@ impl Writer {
     fn failed(&mut self, batch: Vec<(String, Fallback)>) {
         self.resend = true;
         for (json, fallback) in batch {
+            if let Fallback::Refuse(id) = fallback {
+                if !self.attempted {
+                    self.in_log.remove(&id);
+                }
+            }
             if matches!(fallback, Fallback::Keep(_)) && !json.is_empty() {
                 self.pending.push_back(json);
             }
