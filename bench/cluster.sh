@@ -8,13 +8,15 @@
 #   bench/cluster.sh                         # 3 runs each of the default scenario
 #   RUNS=1 CONNS=1000 RATE=200 bench/cluster.sh
 #
-# Environment: RUNS [3], CONNS [1000], SENDERS [10], RATE [200 msg/s], DURATION [10 s],
-# PORT [9500], REDIS [/usr/bin/redis-server]. Every process is started here and stopped by its
+# Environment: RUNS [3], CONNS [1000], SENDERS [10], RATE [200 msg/s, or max], DURATION [10 s],
+# PORT [9500], REDIS [/usr/bin/redis-server], SETUPS [one redis three: which setups to run]. Every process is started here and stopped by its
 # PID; the client run is bounded by `timeout`.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=${RUNS:-3}; CONNS=${CONNS:-1000}; SENDERS=${SENDERS:-10}; RATE=${RATE:-200}
 DURATION=${DURATION:-10}; PORT=${PORT:-9500}; REDIS=${REDIS:-/usr/bin/redis-server}
+SETUPS=${SETUPS:-"one redis three"}
+want() { [[ " $SETUPS " == *" $1 "* ]]; }
 BIN=$ROOT/target/release/wschat
 TMP=$(mktemp -d); PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill -CONT "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
@@ -65,18 +67,23 @@ echo "| setup | deliveries/s | p50 ms | p99 ms | lost | CPU (nodes..., redis) ov
 echo "|---|---|---|---|---|---|"
 for r in $(seq "$RUNS"); do
   # One node, no Redis.
-  start_node $PORT; n=$(cat "$TMP/node-$PORT.pid")
-  run "1 node" "--url ws://127.0.0.1:$PORT/" "$n"
-  kill "$n"; wait "$n" 2>/dev/null || true
+  if want one; then
+    start_node $PORT; n=$(cat "$TMP/node-$PORT.pid")
+    run "1 node" "--url ws://127.0.0.1:$PORT/" "$n"
+    kill "$n"; wait "$n" 2>/dev/null || true
+  fi
   # Redis for the next two.
   rport=$((PORT + 10)); rm -f "$TMP"/*.aof "$TMP"/appendonlydir -r
   start_redis $rport; rp=$(cat "$TMP/redis.pid")
   # One node with Redis: every message also goes through Redis (published, nobody else hears).
-  start_node $((PORT + 1)) --redis "redis://127.0.0.1:$rport/0"; n=$(cat "$TMP/node-$((PORT + 1)).pid")
-  run "1 node + Redis" "--url ws://127.0.0.1:$((PORT + 1))/" "$n" "$rp"
-  kill "$n"; wait "$n" 2>/dev/null || true
+  if want redis; then
+    start_node $((PORT + 1)) --redis "redis://127.0.0.1:$rport/0"; n=$(cat "$TMP/node-$((PORT + 1)).pid")
+    run "1 node + Redis" "--url ws://127.0.0.1:$((PORT + 1))/" "$n" "$rp"
+    kill "$n"; wait "$n" 2>/dev/null || true
+  fi
   # Three nodes.
   ns=()
+  want three || { kill "$rp"; wait "$rp" 2>/dev/null || true; PORT=$((PORT + 20)); continue; }
   for i in 2 3 4; do start_node $((PORT + i)) --redis "redis://127.0.0.1:$rport/0"; ns+=("$(cat "$TMP/node-$((PORT + i)).pid")"); done
   run "3 nodes" "--url ws://127.0.0.1:$((PORT + 2))/ --url ws://127.0.0.1:$((PORT + 3))/ --url ws://127.0.0.1:$((PORT + 4))/" "${ns[@]}" "$rp"
   for p in "${ns[@]}" "$rp"; do kill "$p"; wait "$p" 2>/dev/null || true; done

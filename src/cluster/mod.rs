@@ -48,6 +48,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
+use crate::budget::Budget;
 use crate::chat::Chat;
 use crate::chat::worker::{ChatEvent, SayResult};
 use crate::config::Config;
@@ -56,10 +57,12 @@ use crate::hub::Event;
 use crate::hub::Relayed;
 use crate::stats::Stats;
 
-/// Relay messages waiting for the publisher: past this the dispatcher drops them for the
-/// other nodes (counted in `wschat_cluster_relay_dropped_total`) rather than wait. 16384
-/// messages is ~160 ms of the fastest relay we measured; a longer stall is a Redis outage.
-pub(crate) const RELAY_QUEUE: usize = 16 * 1024;
+/// Relay messages waiting for the publisher. What bounds them is the delivery budget they
+/// hold (`Relayed::cost`): senders wait when it is spent. This bound only keeps a budget
+/// configured very large from growing the queue without end: past it the dispatcher drops
+/// messages for the other nodes (`wschat_cluster_relay_dropped_total`) rather than wait.
+/// 1M entries is about 3 s of the fastest relay through Redis measured here.
+pub(crate) const RELAY_QUEUE: usize = 1 << 20;
 
 /// What the cluster's threads share.
 pub(crate) struct Shared {
@@ -111,6 +114,7 @@ impl Cluster {
         hub: Sender<Event>,
         stats: Arc<Stats>,
         events: Option<Sender<ServerEvent>>,
+        budget: Arc<Budget>,
     ) -> io::Result<Cluster> {
         let url = cfg.redis.clone().unwrap_or_default();
         let client = redis::Client::open(url.as_str())
@@ -154,7 +158,7 @@ impl Cluster {
         })?);
         let s = shared.clone();
         threads.push(spawn("wschat-redis-pub", move || {
-            relay::publish(&s, relay_rx)
+            relay::publish(&s, relay_rx, &budget)
         })?);
         let s = shared.clone();
         threads.push(spawn("wschat-redis-sub", move || {

@@ -22,6 +22,7 @@ use tungstenite::Bytes;
 
 use super::Shared;
 use super::link::{COMMAND_TIMEOUT, Link};
+use crate::budget::Budget;
 use crate::hub::{Event, Relayed};
 
 /// The pub/sub channel every node publishes and subscribes to.
@@ -35,7 +36,7 @@ const PIPELINE: usize = 1024;
 /// written by Redis in one piece, so a timeout never lands inside one on a live connection.
 const SUBSCRIBE_POLL: Duration = Duration::from_secs(1);
 
-pub(crate) fn publish(shared: &Shared, rx: Receiver<Relayed>) {
+pub(crate) fn publish(shared: &Shared, rx: Receiver<Relayed>, budget: &Budget) {
     let mut link = Link::new("relay publisher", COMMAND_TIMEOUT);
     let mut batch = Vec::with_capacity(PIPELINE);
     let stats = &shared.stats;
@@ -57,6 +58,8 @@ pub(crate) fn publish(shared: &Shared, rx: Receiver<Relayed>) {
             }
         }
         let n = batch.len() as u64;
+        // Sent or dropped below: either way the budget the batch held is free again after.
+        let cost: usize = batch.iter().map(|m| Relayed::cost(&m.data)).sum();
         let sent = match link.get(&shared.client) {
             Some(con) => {
                 let mut pipe = redis::pipe();
@@ -77,6 +80,7 @@ pub(crate) fn publish(shared: &Shared, rx: Receiver<Relayed>) {
                 )))
             }
         };
+        budget.give_back(cost);
         match sent {
             Ok(()) => {
                 stats.cluster_relay_out.fetch_add(n, Relaxed);

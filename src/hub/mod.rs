@@ -459,18 +459,24 @@ impl Hub {
         }
     }
 
-    /// Hands a local relay message to the cluster's publisher, if there is one; when its
-    /// queue is full (Redis slow or away) the other nodes miss it, counted, and nobody waits.
+    /// Hands a local relay message to the cluster's publisher, if there is one. The message
+    /// holds its bytes (and `Relayed::COST` for its queue slot) in the delivery budget until
+    /// the publisher has sent it, so a publisher slower than the senders slows the senders,
+    /// as slow sockets do, rather than drop messages; only a full queue (or Redis away, in
+    /// the publisher) drops them for the other nodes, counted. Never waits.
     fn publish_to_cluster(&mut self, channel: Arc<str>, opcode: u8, data: Bytes) {
         let Some(tx) = &self.cluster else {
             return;
         };
+        let cost = Relayed::cost(&data);
         let m = Relayed {
             channel,
             opcode,
             data,
         };
-        if tx.try_send(m).is_err() {
+        if tx.try_send(m).is_ok() {
+            self.budget.add(cost);
+        } else {
             self.stats.cluster_relay_dropped.fetch_add(1, Relaxed);
         }
     }

@@ -15,6 +15,15 @@ pub(crate) struct Relayed {
     pub(crate) data: Bytes,
 }
 
+impl Relayed {
+    /// What a message for the other nodes holds in the delivery budget until it is published:
+    /// its bytes, and 64 for its queue slot and pipeline entry, so that even a flood of empty
+    /// messages is bounded by the budget.
+    pub(crate) fn cost(data: &Bytes) -> usize {
+        data.len() + 64
+    }
+}
+
 /// Milliseconds since the Unix epoch: relay messages carry their publish time, so that
 /// `wschat_cluster_relay_latency_seconds` shows the hop between nodes (whose clocks are
 /// assumed to be kept by NTP; on one machine they are the same clock).

@@ -319,7 +319,15 @@ impl Server {
 
         let mut threads = Vec::new();
         let (relay, stop_cluster) = if clustered {
-            let cluster = start_cluster(&cfg, chat, chat_rx, tx.clone(), stats.clone(), events_tx)?;
+            let cluster = start_cluster(
+                &cfg,
+                chat,
+                chat_rx,
+                tx.clone(),
+                stats.clone(),
+                events_tx,
+                budget.clone(),
+            )?;
             // In a cluster the chat state comes from the log: the reserved names go there.
             let _ = chat_tx.send(ChatEvent::ReserveNames(reserved_names));
             threads.extend(cluster.threads);
@@ -454,9 +462,11 @@ fn start_cluster(
     hub: Sender<Event>,
     stats: Arc<Stats>,
     events: Option<Sender<ServerEvent>>,
+    budget: Arc<Budget>,
 ) -> Result<Started> {
-    let cluster = crate::cluster::Cluster::start(cfg.clone(), chat, chat_rx, hub, stats, events)
-        .map_err(|e| Error::Config(e.to_string()))?;
+    let cluster =
+        crate::cluster::Cluster::start(cfg.clone(), chat, chat_rx, hub, stats, events, budget)
+            .map_err(|e| Error::Config(e.to_string()))?;
     let crate::cluster::Cluster {
         shared,
         threads,
@@ -477,6 +487,7 @@ fn start_cluster(
     _: Sender<Event>,
     _: Arc<Stats>,
     _: Option<Sender<ServerEvent>>,
+    _: Arc<Budget>,
 ) -> Result<Started> {
     Err(Error::Config(
         "--redis needs the `redis` feature, which this build leaves out".into(),
