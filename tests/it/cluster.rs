@@ -340,3 +340,37 @@ fn hostile_data_in_redis_is_logged_and_skipped() {
         );
     }
 }
+
+#[test]
+fn the_bench_spread_over_three_nodes_sees_every_message_once_in_order() {
+    let Some(redis) = Redis::start("bench") else {
+        return;
+    };
+    let nodes = nodes(&redis, 3, &[]);
+    await_subscribers(&redis, 3);
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wschat"));
+    cmd.args([
+        "bench", "fanout", "-c", "30", "-s", "6", "--rate", "max", "-d", "1",
+    ]);
+    for (_, addr) in &nodes {
+        cmd.args(["--url", &format!("ws://{addr}/")]);
+    }
+    let out = cmd.args(["-q", "--json"]).output().expect("run the bench");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+    assert_eq!(
+        summary["urls"].as_array().map(Vec::len),
+        Some(3),
+        "{summary}"
+    );
+    assert!(summary["sent"].as_u64() > Some(0), "{summary}");
+    for field in ["lost", "duplicated", "reordered", "connect_failures"] {
+        let v = &summary[field];
+        assert!(v == 0 || v == &json!({}), "{field}: {summary}");
+    }
+    assert_eq!(summary["received"], summary["expected"], "{summary}");
+}
