@@ -324,3 +324,33 @@ fn a_node_that_joins_after_the_log_was_trimmed_starts_from_the_snapshot() {
         m["type"] == "message" && m["text"] == "late hello"
     });
 }
+
+#[test]
+fn a_node_that_stops_cleanly_lets_its_users_leave_at_once() {
+    let Some(redis) = Redis::start("stop") else {
+        return;
+    };
+    let mut nodes = nodes(&redis, 2, &[]);
+    let mut alice = chat_as(nodes[0].1, "alice", "team");
+    let mut bob = chat_as(nodes[1].1, "bob", "team");
+    next_matching(&mut alice, "bob's join", |m| {
+        m["type"] == "presence" && m["name"] == "bob" && m["event"] == "join"
+    });
+    let pid = nodes[1].0.0.id() as i32;
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert_eq!(
+        close_code_after_data(&mut bob),
+        1001,
+        "bob is told the server stops"
+    );
+    // The process ends (the cluster threads notice the stop within their poll intervals).
+    let exited = wait_until(Duration::from_secs(10), || {
+        matches!(nodes[1].0.0.try_wait(), Ok(Some(_)))
+    });
+    assert!(exited, "the node exits after SIGTERM");
+    // Well before a lease would run out (10 s): the node ended its lease as it left.
+    let left = await_message(&mut alice, Duration::from_secs(5), |m| {
+        m["type"] == "presence" && m["name"] == "bob" && m["event"] == "leave"
+    });
+    assert!(left.is_some(), "alice saw bob leave when his node stopped");
+}
