@@ -34,10 +34,12 @@ const BLOCK_MS: usize = 1000;
 /// Entries per read: one round trip for a burst, a bounded reply.
 const READ_COUNT: usize = 512;
 
-/// Entries between snapshots: the log holds at most about this many entries (plus what
-/// accumulates while the snapshotter is away), and a snapshot costs one serialization of the
-/// chat state (the history kept, `--history` per room) per this many chat events.
+/// Entries between snapshots, at least: the log holds about this many entries (plus what
+/// accumulates while the snapshotter is away). A large chat state (up to 256 KiB of history
+/// per room) waits longer, one entry per KiB of its last snapshot, so that writing snapshots
+/// costs at most ~1 KiB of serialization per chat event however big the state grows.
 pub(crate) const SNAPSHOT_EVERY: usize = 1000;
+const SNAPSHOT_BYTES_PER_ENTRY: usize = 1024;
 
 pub(crate) struct Reader {
     shared: Arc<Shared>,
@@ -48,6 +50,8 @@ pub(crate) struct Reader {
     /// The last sequence number applied, per node (`log::Record`).
     applied: HashMap<u64, u64>,
     since_snapshot: usize,
+    /// Entries until the next snapshot is due (see [`SNAPSHOT_EVERY`]).
+    snapshot_every: usize,
     /// Where the last resync restarted from: a gap found again right there is accepted, not
     /// resynced forever (a log damaged by hand).
     resynced_to: Option<String>,
@@ -73,6 +77,7 @@ impl Reader {
             last: String::new(),
             applied: HashMap::new(),
             since_snapshot: 0,
+            snapshot_every: SNAPSHOT_EVERY,
             resynced_to: None,
             bad_logged: false,
         }
@@ -142,7 +147,7 @@ impl Reader {
         if !self.applier.deliver() {
             return false;
         }
-        if self.since_snapshot >= SNAPSHOT_EVERY && self.shared.snapshotter.load(Relaxed) {
+        if self.since_snapshot >= self.snapshot_every && self.shared.snapshotter.load(Relaxed) {
             self.save_snapshot();
         }
         true
@@ -328,6 +333,7 @@ impl Reader {
         ) else {
             return;
         };
+        self.snapshot_every = SNAPSHOT_EVERY.max(chat.len() / SNAPSHOT_BYTES_PER_ENTRY);
         let Some(con) = self.link.get(&self.shared.client) else {
             return;
         };
