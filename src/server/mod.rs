@@ -424,6 +424,10 @@ impl Drop for Server {
     }
 }
 
+/// How long `Handle::say` waits on a cluster node: Redis's command timeout (2 s) several times
+/// over, so only a message that will never be answered runs into it.
+const CLUSTER_SAY_TIMEOUT: Duration = Duration::from_secs(10);
+
 fn validate(cfg: &Config) -> Result<()> {
     let bad = |m: &str| Err(Error::Config(m.to_string()));
     if cfg.max_message_size == 0 {
@@ -576,7 +580,8 @@ impl Handle {
     ///
     /// # Errors
     /// [`Error::Rejected`] with the reason when the room or name is invalid or the text too
-    /// long; [`Error::Unavailable`] on a cluster node that cannot reach Redis;
+    /// long; [`Error::Unavailable`] on a cluster node that cannot reach Redis (or has no answer
+    /// from it within 10 s);
     /// [`Error::Closed`] after shutdown.
     ///
     /// ```
@@ -626,10 +631,22 @@ impl Handle {
                 reply: Some(reply),
             })
             .map_err(|_| Error::Closed)?;
+        // A cluster node answers once the message is back from Redis; should that never
+        // happen (a resync skipped it), the caller is not kept waiting forever.
+        let timeout = match timeout {
+            None if self.shared.cfg.redis.is_some() => Some(CLUSTER_SAY_TIMEOUT),
+            t => t,
+        };
         let answer = match timeout {
             Some(timeout) => answer.recv_timeout(timeout).ok(),
             None => answer.recv().ok(),
         };
+        if answer.is_none()
+            && self.shared.cfg.redis.is_some()
+            && !self.shared.stopping.load(Relaxed)
+        {
+            return Err(Error::Unavailable);
+        }
         match answer {
             Some(Ok(id)) => Ok(id),
             Some(Err(why)) if why == chat_worker::UNAVAILABLE => Err(Error::Unavailable),
