@@ -73,6 +73,11 @@ const store = new Store();
 const conn = new Connection(() => chatUrl(location, token), { base: intParam('backoff', 250, 10, 60000), cap: 10000 });
 let me = null; // the name the server confirmed on this connection; null until then
 let wantName = String(storage.get('name', '') || '');
+// The name was typed into the form while offline and has never been ours: when the connection
+// comes up, a `name_taken` for it is the answer to show, not a reason to retry. (A name this page
+// held before, remembered or from the last socket, is retried: the server may still hold it for
+// our previous socket for a moment.)
+let typedOffline = false;
 let wantRooms = storage.get('rooms', ['lobby']);
 if (!Array.isArray(wantRooms) || !wantRooms.every((r) => typeof r === 'string')) wantRooms = ['lobby'];
 let currentKey = String(storage.get('current', roomKey('lobby')));
@@ -346,7 +351,7 @@ const boundName = (w) => token && typeof w.name === 'string' && !/^guest-\d+$/.t
 function startSession(sid, welcome) {
   if (boundName(welcome)) { signedIn(sid, welcome, welcome.name); return; }
   if (!wantName) { showLogin(); return; }
-  login(sid, wantName, true);
+  login(sid, wantName, !typedOffline);
 }
 
 async function login(sid, name, automatic) {
@@ -369,6 +374,7 @@ async function login(sid, name, automatic) {
 
 async function signedIn(sid, w, name) {
   nameRetries = 0;
+  typedOffline = false;
   refreshes = 0;
   me = typeof w.name === 'string' ? w.name : name;
   wantName = me;
@@ -628,6 +634,7 @@ ui.nameForm.addEventListener('submit', async (ev) => {
   if (!name || [...name].length > 32) { ui.nameError.textContent = errorText({ code: 'bad_name' }); return; }
   if (me && name === me) { hideLogin(); return; }
   wantName = name;
+  typedOffline = !me && !conn.online;
   if (!conn.online) { ui.nameError.textContent = 'Not connected yet: you will be signed in as soon as the connection is up.'; return; }
   ui.nameError.textContent = '';
   if (me) {

@@ -237,6 +237,9 @@ class Bot {
 
 // ---- page helpers ----------------------------------------------------------------------------------
 const problems = [];
+// Every page's WebSocket events, with times: printed when a step fails, so that a connection
+// that never opened shows whether the browser saw the handshake, a frame, or nothing.
+const wsEvents = [];
 
 function watch(page, who) {
   page.on('dialog', async (d) => {
@@ -244,6 +247,14 @@ function watch(page, who) {
     await d.dismiss().catch(() => {});
   });
   page.on('pageerror', (e) => problems.push(`${who}: uncaught error: ${e.message}`));
+  page.on('websocket', (ws) => {
+    const note = (what) => wsEvents.push(`[${((Date.now() - t0) / 1000).toFixed(2)}s] ${who}: ${ws.url().replace(/token=[^&]*/, 'token=...')} ${what}`);
+    note('created');
+    ws.on('framereceived', (f) => note(`received ${String(f.payload).slice(0, 80)}`));
+    ws.on('framesent', (f) => note(`sent ${String(f.payload).slice(0, 80)}`));
+    ws.on('socketerror', (e) => note(`error ${e}`));
+    ws.on('close', () => note('closed'));
+  });
   page.on('console', (m) => {
     if (m.type() === 'error' && !/WebSocket connection to .* failed|ERR_CONNECTION_REFUSED|ERR_CONNECTION_RESET|ERR_EMPTY_RESPONSE/.test(m.text())) {
       problems.push(`${who}: console error: ${m.text()}`);
@@ -648,6 +659,7 @@ async function main() {
     if (aborted) return; // already reported; the browser was closed under the test
     console.error(`E2E FAILED: ${e.message}`);
     if (problems.length) console.error('problems seen in the pages:\n  ' + problems.join('\n  '));
+    console.error('--- the pages\' WebSocket events (last 40) ---\n' + wsEvents.slice(-40).join('\n'));
     fs.mkdirSync(ARTIFACTS, { recursive: true });
     let n = 0;
     for (const page of browser ? browser.contexts().flatMap((c) => c.pages()) : []) {
