@@ -82,6 +82,9 @@ struct Io {
     trickle_limit: Option<Duration>,
     /// When the message being read started arriving (its first byte on this thread).
     started: Option<Instant>,
+    /// Bytes handed to tungstenite so far (with the early bytes it was built with): compared
+    /// with the bytes of the frames it returned, it tells whether tungstenite holds anything.
+    delivered: u64,
 }
 
 impl Io {
@@ -117,7 +120,9 @@ impl Read for Io {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.pos >= self.ahead.len() {
             if buf.len() >= self.ahead_size {
-                return self.fill(buf);
+                let n = self.fill(buf)?;
+                self.delivered += n as u64;
+                return Ok(n);
             }
             let mut ahead = std::mem::take(&mut self.ahead);
             ahead.resize(self.ahead_size, 0);
@@ -130,6 +135,7 @@ impl Read for Io {
         let n = buf.len().min(self.ahead.len() - self.pos);
         buf[..n].copy_from_slice(&self.ahead[self.pos..self.pos + n]);
         self.pos += n;
+        self.delivered += n as u64;
         Ok(n)
     }
 }
@@ -161,7 +167,17 @@ pub(crate) fn ws_config(cfg: &Config) -> WebSocketConfig {
 pub(crate) struct Conn {
     pub(crate) id: ClientId,
     stream: Arc<TcpStream>,
-    ws: WebSocket<Io>,
+    /// tungstenite's state, boxed so that it can be dropped: `None` while the connection rests
+    /// (parked with nothing half-read), rebuilt when it is read again. Its ~650 bytes (the
+    /// struct, its read buffer) are most of what an idle connection would otherwise keep.
+    ws: Option<Box<WebSocket<Io>>>,
+    /// Bytes of the frames tungstenite returned since `ws` was built, counted as a client
+    /// frame of that payload takes on the wire. Equal to `Io::delivered` only when tungstenite
+    /// holds nothing: no half frame, no fragment of a message (a fragmented message, or a
+    /// length in a longer form than needed, leaves them unequal, and that connection keeps its
+    /// state while parked: correct, only larger).
+    consumed: u64,
+    cfg: Arc<Config>,
     endpoint: Box<dyn Endpoint>,
     host: Host,
     /// To the dispatcher, for heartbeat frames (pongs) and answers to pings.
@@ -210,27 +226,19 @@ impl Conn {
         id: ClientId,
         stream: Arc<TcpStream>,
         early: Vec<u8>,
-        cfg: &Config,
+        cfg: &Arc<Config>,
         tx: Sender<Event>,
         endpoint: Box<dyn Endpoint>,
         host: Host,
         on_end: Box<dyn FnOnce() + Send>,
     ) -> Conn {
-        let io = Io {
-            stream: stream.clone(),
-            written: Vec::new(),
-            ahead: Vec::new(),
-            pos: 0,
-            ahead_size: cfg.read_buffer_size,
-            nonblocking: false,
-            trickle_limit: (!cfg.park_after.is_zero()).then_some(cfg.park_after),
-            started: None,
-        };
-        let ws = WebSocket::from_partially_read(io, early, Role::Server, Some(ws_config(cfg)));
+        let ws = new_ws(&stream, cfg, early);
         Conn {
             id,
             stream,
-            ws,
+            ws: Some(ws),
+            consumed: 0,
+            cfg: cfg.clone(),
             endpoint,
             host,
             tx,
@@ -243,17 +251,46 @@ impl Conn {
         &self.stream
     }
 
+    /// tungstenite's state, rebuilt if the connection was resting.
+    fn ws(&mut self) -> &mut WebSocket<Io> {
+        if self.ws.is_none() {
+            self.consumed = 0;
+        }
+        let (stream, cfg) = (&self.stream, &self.cfg);
+        self.ws
+            .get_or_insert_with(|| new_ws(stream, cfg, Vec::new()))
+    }
+
+    /// Reads one message, counting the bytes of what tungstenite returns.
+    fn read(&mut self) -> WsResult<Message> {
+        let result = self.ws().read();
+        if let Ok(message) = &result {
+            self.consumed += wire_len(message);
+        }
+        result
+    }
+
+    /// Drops tungstenite's state if it holds nothing (see `consumed`), before the connection
+    /// parks: a resting connection keeps only its ids, its endpoint and its hooks.
+    pub(crate) fn rest(&mut self) {
+        let Some(ws) = &self.ws else { return };
+        let io = ws.get_ref();
+        if io.pos >= io.ahead.len() && io.written.is_empty() && io.delivered == self.consumed {
+            self.ws = None;
+        }
+    }
+
     /// Reads frames on the calling thread (starting with `first`, a result the parking thread
     /// already read) until the connection ends or stays silent for the socket's read timeout.
     pub(crate) fn run(&mut self, mut first: Option<WsResult<Message>>) -> Stop {
         loop {
             let result = first.take().unwrap_or_else(|| {
                 // A new message: its trickle deadline starts with its first byte.
-                self.ws.get_mut().started = None;
-                self.ws.read()
+                self.ws().get_mut().started = None;
+                self.read()
             });
             if is_idle(&result) {
-                self.ws.get_mut().release();
+                self.ws().get_mut().release();
                 return Stop::Idle;
             }
             if !self.step(result) {
@@ -265,10 +302,10 @@ impl Conn {
     /// On the parking thread: reads what arrived, without waiting. Heartbeats are answered
     /// here, so a parked connection that only pongs never needs a thread.
     pub(crate) fn poke(&mut self) -> Poke {
-        self.ws.get_mut().nonblocking = true;
+        self.ws().get_mut().nonblocking = true;
         let mut outcome = Poke::Wake(None);
         for _ in 0..POKE_BUDGET {
-            let result = self.ws.read();
+            let result = self.read();
             match result {
                 Ok(Message::Ping(_) | Message::Pong(_)) => {
                     if !self.endpoint.control(false) {
@@ -290,7 +327,7 @@ impl Conn {
                 }
             }
         }
-        let io = self.ws.get_mut();
+        let io = self.ws().get_mut();
         io.nonblocking = false;
         if matches!(outcome, Poke::Parked) {
             io.release();
@@ -318,8 +355,9 @@ impl Conn {
             Ok(Message::Close(close)) => {
                 trace!("client {id} sent Close {close:?}");
                 // Writes the reply Close into `written` (then reports ConnectionClosed).
-                let _ = self.ws.flush();
-                let bytes = std::mem::take(&mut self.ws.get_mut().written);
+                let ws = self.ws();
+                let _ = ws.flush();
+                let bytes = std::mem::take(&mut ws.get_mut().written);
                 self.finish(bytes);
                 return false;
             }
@@ -353,8 +391,9 @@ impl Conn {
         match result {
             Ok(Message::Ping(_)) => {
                 // tungstenite queued the pong; flushing writes it into `written`.
-                let _ = self.ws.flush();
-                let bytes = std::mem::take(&mut self.ws.get_mut().written);
+                let ws = self.ws();
+                let _ = ws.flush();
+                let bytes = std::mem::take(&mut ws.get_mut().written);
                 self.tx.send(Event::Control { id, bytes }).is_ok()
             }
             _ => self.tx.send(Event::Pong { id }).is_ok(),
@@ -393,6 +432,43 @@ impl Conn {
             }
         }
     }
+}
+
+/// tungstenite's state for a server connection on `stream`, starting with `early` bytes.
+fn new_ws(stream: &Arc<TcpStream>, cfg: &Config, early: Vec<u8>) -> Box<WebSocket<Io>> {
+    let io = Io {
+        stream: stream.clone(),
+        written: Vec::new(),
+        ahead: Vec::new(),
+        pos: 0,
+        ahead_size: cfg.read_buffer_size,
+        nonblocking: false,
+        trickle_limit: (!cfg.park_after.is_zero()).then_some(cfg.park_after),
+        started: None,
+        delivered: early.len() as u64,
+    };
+    Box::new(WebSocket::from_partially_read(
+        io,
+        early,
+        Role::Server,
+        Some(ws_config(cfg)),
+    ))
+}
+
+/// The bytes a client frame carrying `message` takes on the wire, in the shortest form:
+/// 2 bytes of header, the extended length (2 or 8 bytes) past 125 bytes, 4 of mask.
+fn wire_len(message: &Message) -> u64 {
+    let payload = match message {
+        Message::Text(t) => t.len(),
+        Message::Binary(b) | Message::Ping(b) | Message::Pong(b) => b.len(),
+        Message::Close(_) | Message::Frame(_) => return 0, // the connection ends
+    } as u64;
+    let extended = match payload {
+        0..=125 => 0,
+        126..=65535 => 2,
+        _ => 8,
+    };
+    2 + extended + 4 + payload
 }
 
 /// The socket's read timeout passed with nothing to read (`park_after`).

@@ -165,21 +165,12 @@ pub(crate) enum HeadError {
     Closed,
 }
 
-/// Reads one request head from `stream`, giving up after `timeout` in total or `max` bytes.
+/// Reads one request head from `stream`, giving up after `timeout` in total or `max` bytes;
+/// its first bytes, `carried`, may have been read already (by the accept thread, or with the
+/// previous request on a kept-alive connection: a pipelining client sends several at once).
 ///
 /// The deadline covers the whole head, not each read, so a client that trickles one byte at a
-/// time still releases the thread after `timeout`.
-pub(crate) fn read_head(
-    stream: &TcpStream,
-    max: usize,
-    timeout: Duration,
-) -> Result<Head, HeadError> {
-    read_head_after(stream, Vec::new(), max, timeout)
-}
-
-/// [`read_head`] for a head whose first bytes, `carried`, were already read with the previous
-/// request on a kept-alive connection (a pipelining client sends several at once). The same
-/// bounds apply: `max` bytes including `carried`, `timeout` in total.
+/// time still releases the thread after `timeout`. `max` counts `carried` too.
 pub(crate) fn read_head_after(
     mut stream: &TcpStream,
     carried: Vec<u8>,
@@ -242,6 +233,11 @@ pub(crate) fn read_head_after(
         }
         return parse(&buf[..filled]);
     }
+}
+
+/// The head at the start of `buf`, if all of it is there (bytes after it are its `rest`).
+pub(crate) fn complete_head(buf: &[u8]) -> Option<Result<Head, HeadError>> {
+    buf.windows(4).any(|w| w == b"\r\n\r\n").then(|| parse(buf))
 }
 
 fn parse(buf: &[u8]) -> Result<Head, HeadError> {

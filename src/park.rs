@@ -63,6 +63,7 @@ impl Parking {
     /// Takes an idle connection off its thread.
     fn park(&self, mut conn: Box<Conn>) {
         let id = conn.id;
+        conn.rest();
         let first = !conn.in_poller;
         conn.in_poller = true;
         // Arm only after inserting: the parking thread must find the connection when it wakes.

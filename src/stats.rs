@@ -53,6 +53,10 @@ pub(crate) struct Stats {
     pub threads: AtomicUsize,
     pub threads_limit: AtomicUsize,
     pub threads_refused: AtomicU64,
+    /// WebSocket handshakes finished on the accept thread (the head had arrived whole), and
+    /// connections that needed a thread of their own for their first head.
+    pub handshakes_inline: AtomicU64,
+    pub heads_on_threads: AtomicU64,
     /// In a cluster (`--redis`): this node's id; `None` on a single node (no cluster metrics).
     pub cluster_node: parking_lot::Mutex<Option<String>>,
     /// 1 while the last lease renewal reached Redis.
@@ -259,6 +263,18 @@ impl Stats {
             "counter",
             "Times a connection found every thread taken (a new one got 503, a parked one waited).",
             self.threads_refused.load(Relaxed),
+        );
+        metric(
+            "wschat_handshakes_inline_total",
+            "counter",
+            "WebSocket handshakes completed where the connection was accepted, without a thread (the request head had arrived whole).",
+            self.handshakes_inline.load(Relaxed),
+        );
+        metric(
+            "wschat_heads_on_threads_total",
+            "counter",
+            "Connections whose first request head was read on a connection thread (it had not arrived whole, plain HTTP, a chat login, or a host hook).",
+            self.heads_on_threads.load(Relaxed),
         );
         metric(
             "wschat_chat_log_failing",

@@ -68,6 +68,12 @@ pub(super) fn accept_loop(shared: &Arc<Shared>) {
             admission::reject_over_capacity(shared, stream, peer);
             continue;
         };
+        // Most upgrade requests arrive whole with the connection: those become clients right
+        // here, without a thread (a thread start and its stack cost more than the handshake).
+        let Some((slot, stream, carried)) = front_door(slot, stream, peer) else {
+            continue;
+        };
+        shared.stats.heads_on_threads.fetch_add(1, Relaxed);
         let threads = &shared.parking.threads;
         if threads.full() {
             // Every connection thread is taken: a new connection can retry; the ones parked
@@ -77,7 +83,7 @@ pub(super) fn accept_loop(shared: &Arc<Shared>) {
             continue;
         }
         if threads
-            .spawn(Box::new(move || serve(slot, stream, peer)))
+            .spawn(Box::new(move || serve(slot, stream, peer, carried)))
             .is_err()
         {
             // The job, and the slot in it, was dropped: the counts are already given back.
@@ -90,26 +96,86 @@ pub(super) fn accept_loop(shared: &Arc<Shared>) {
     debug!("accept loop ended");
 }
 
-/// One TCP connection, from its first byte to its end: read the head, then serve plain HTTP
-/// (`web.rs`, with keep-alive) until the connection ends or asks for a WebSocket, whose
-/// handshake is checked here and which [`start_websocket`] hands to the dispatcher.
-fn serve(mut slot: Slot, stream: TcpStream, peer: SocketAddr) {
+/// The bytes one non-blocking read takes from a new connection: a WebSocket upgrade from a
+/// browser is 400-1,500 bytes (cookies included); a head that does not fit goes to a thread.
+const FRONT_DOOR_READ: usize = 4096;
+
+/// On the accept thread: a WebSocket upgrade whose head has already arrived, whole, is checked
+/// and handed to the dispatcher here, with no thread started; everything else (the head not
+/// all there yet, plain HTTP, a refusal to answer, a chat login, which may wait on the chat's
+/// disk, and any host hook or event channel, which are the host's code and may block) goes to
+/// a thread with what was read so far. Nothing here waits: one `recv` with `MSG_DONTWAIT`,
+/// so a slow head never delays the connections behind it, and the slow ones keep the 5 s /
+/// 16 KiB bounds of `http::read_head_after` on their thread.
+fn front_door(
+    mut slot: Slot,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> Option<(Slot, TcpStream, Vec<u8>)> {
+    let shared = &*slot.shared.clone();
+    if shared.events.is_some() || shared.hooks.admit.is_some() {
+        return Some((slot, stream, Vec::new()));
+    }
+    let mut buf = vec![0u8; FRONT_DOOR_READ.min(shared.cfg.max_head_size)];
+    let n = match crate::sys::recv_nonblocking(&stream, &mut buf) {
+        Ok(n) if n > 0 => n,
+        _ => return Some((slot, stream, Vec::new())), // nothing yet, closed or failed: the thread sees
+    };
+    buf.truncate(n);
+    let Some(Ok(head)) = http::complete_head(&buf) else {
+        return Some((slot, stream, buf));
+    };
+    if !upgrade::wants_websocket(&head) || !slot.identify(&head) {
+        return Some((slot, stream, buf));
+    }
+    let cfg = &shared.cfg;
+    let accepted = match upgrade::accept(&head, &|route| protocols(cfg, route)) {
+        Ok(accepted) if !matches!(accepted.route, Route::Chat { .. }) => accepted,
+        _ => return Some((slot, stream, buf)),
+    };
+    let peer = slot.client(peer);
+    trace!("{peer}: {} {}", head.method, head.logged_target());
+    match admission::decide(shared, &head, &accepted.route, peer) {
+        Ok(grant) => {
+            shared.stats.handshakes_inline.fetch_add(1, Relaxed);
+            let _ = stream.set_nodelay(true);
+            start_websocket(slot, stream, peer, head, accepted, grant, true);
+        }
+        Err(refusal) => {
+            // Answering lingers (up to a second) over the closing socket: on a thread. Without
+            // one (all taken), the connection is closed unanswered, as over capacity.
+            let threads = shared.parking.threads.clone();
+            let _ = threads.spawn(Box::new(move || {
+                refusal.answer(&stream);
+                drop(slot);
+            }));
+        }
+    }
+    None
+}
+
+/// One TCP connection, from its first byte to its end: read the head (`carried`: what the
+/// accept thread already read of it), then serve plain HTTP (`web.rs`, with keep-alive) until
+/// the connection ends or asks for a WebSocket, whose handshake is checked here and which
+/// [`start_websocket`] hands to the dispatcher.
+fn serve(mut slot: Slot, stream: TcpStream, peer: SocketAddr, carried: Vec<u8>) {
     let shared = &*slot.shared.clone();
     let cfg = &shared.cfg;
-    let head = match http::read_head(&stream, cfg.max_head_size, cfg.handshake_timeout) {
-        Ok(head) => head,
-        Err(e) => {
-            debug!("{peer}: no request head: {e:?}");
-            let status = match e {
-                HeadError::Timeout | HeadError::Idle => 408,
-                HeadError::TooLarge => 431,
-                HeadError::Malformed => 400,
-                HeadError::Closed => return,
-            };
-            shared.stats.rejected(status);
-            return http::reject(&stream, status, &[]);
-        }
-    };
+    let head =
+        match http::read_head_after(&stream, carried, cfg.max_head_size, cfg.handshake_timeout) {
+            Ok(head) => head,
+            Err(e) => {
+                debug!("{peer}: no request head: {e:?}");
+                let status = match e {
+                    HeadError::Timeout | HeadError::Idle => 408,
+                    HeadError::TooLarge => 431,
+                    HeadError::Malformed => 400,
+                    HeadError::Closed => return,
+                };
+                shared.stats.rejected(status);
+                return http::reject(&stream, status, &[]);
+            }
+        };
     // From a trusted proxy, the head says who the client is: count that client, and use its
     // address in logs, hooks and events from here on.
     if !slot.identify(&head) {
@@ -161,11 +227,12 @@ fn serve(mut slot: Slot, stream: TcpStream, peer: SocketAddr) {
     }
     // Without TCP_NODELAY, a pong followed by a data frame can wait ~40 ms (Nagle + delayed ACK).
     let _ = stream.set_nodelay(true);
-    start_websocket(slot, stream, peer, head, accepted, grant);
+    start_websocket(slot, stream, peer, head, accepted, grant, false);
 }
 
 /// Makes an accepted handshake a client: its id, its `Conn`, `Event::Open` to the dispatcher
-/// (which writes the 101), then parks it or reads its early frames.
+/// (which writes the 101), then parks it or reads its early frames (on this thread, or, from
+/// the accept thread (`on_accept_thread`), on a new one).
 fn start_websocket(
     slot: Slot,
     stream: TcpStream,
@@ -173,6 +240,7 @@ fn start_websocket(
     head: Head,
     accepted: Accepted,
     grant: Option<Grant>,
+    on_accept_thread: bool,
 ) {
     let shared = &*slot.shared.clone();
     let cfg = &shared.cfg;
@@ -289,6 +357,12 @@ fn start_websocket(
     }
     if park_after.is_some() && !early {
         park::park_new(&shared.parking, conn);
+    } else if on_accept_thread {
+        let parking = shared.parking.clone();
+        shared
+            .parking
+            .threads
+            .spawn_or_queue(Box::new(move || park::drive(&parking, conn, None)));
     } else {
         park::drive(&shared.parking, conn, None);
     }

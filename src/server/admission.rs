@@ -149,6 +149,29 @@ pub(super) fn reject_over_capacity(shared: &Arc<Shared>, stream: TcpStream, peer
     }
 }
 
+/// Why a handshake is refused: the status and at most one extra header for the answer.
+pub(super) struct Refusal {
+    pub(super) status: u16,
+    pub(super) header: Option<(&'static str, String)>,
+}
+
+impl Refusal {
+    fn new(status: u16) -> Refusal {
+        Refusal {
+            status,
+            header: None,
+        }
+    }
+
+    /// Answers it and closes (lingering up to a second: see `http::reject`).
+    pub(super) fn answer(&self, stream: &TcpStream) {
+        match &self.header {
+            Some((name, value)) => http::reject(stream, self.status, &[(name, value)]),
+            None => http::reject(stream, self.status, &[]),
+        }
+    }
+}
+
 /// The checks a WebSocket handshake passes before its 101: Host and Origin (403), the access
 /// token when tokens are configured (401, a file token or a JWT), a private relay channel
 /// (403 without a matching `channels` claim), then the host's admission hook. On a refusal the
@@ -160,17 +183,28 @@ pub(super) fn check_handshake(
     peer: SocketAddr,
     stream: &TcpStream,
 ) -> Result<Option<Grant>, ()> {
+    decide(shared, head, route, peer).map_err(|refusal| refusal.answer(stream))
+}
+
+/// [`check_handshake`] without answering: the caller answers the refusal (counted and logged
+/// here), where lingering over a closing socket does not hold up others.
+pub(super) fn decide(
+    shared: &Shared,
+    head: &Head,
+    route: &Route,
+    peer: SocketAddr,
+) -> Result<Option<Grant>, Refusal> {
+    let refused = |refusal: Refusal| {
+        shared.stats.rejected(refusal.status);
+        Err(refusal)
+    };
     if !auth::host_allowed(head, &shared.cfg.allowed_hosts) {
         debug!("{peer}: Host {:?} not allowed", head.header("host"));
-        shared.stats.rejected(403);
-        http::reject(stream, 403, &[]);
-        return Err(());
+        return refused(Refusal::new(403));
     }
     if !auth::origin_allowed(head, &shared.cfg.allowed_origins) {
         debug!("{peer}: Origin {:?} refused", head.header("origin"));
-        shared.stats.rejected(403);
-        http::reject(stream, 403, &[]);
-        return Err(());
+        return refused(Refusal::new(403));
     }
     let tokens = shared.tokens.read().clone();
     let grant = if !tokens.required() {
@@ -181,10 +215,10 @@ pub(super) fn check_handshake(
             Err(denied) => {
                 // Never log the token itself.
                 debug!("{peer}: access token refused: {denied:?}");
-                shared.stats.rejected(401);
-                let challenge = denied.challenge();
-                http::reject(stream, 401, &[("WWW-Authenticate", &challenge)]);
-                return Err(());
+                return refused(Refusal {
+                    status: 401,
+                    header: Some(("WWW-Authenticate", denied.challenge())),
+                });
             }
         }
     };
@@ -203,16 +237,14 @@ pub(super) fn check_handshake(
                 .is_some_and(|g| auth::any_matches(&g.channels, channel))
         {
             debug!("{peer}: private channel {channel:?} refused: no matching `channels` claim");
-            shared.stats.rejected(403);
-            http::reject(
-                stream,
-                403,
-                &[(
+            return refused(Refusal {
+                status: 403,
+                header: Some((
                     "WWW-Authenticate",
-                    "Bearer error=\"insufficient_scope\", error_description=\"private channel\"",
-                )],
-            );
-            return Err(());
+                    "Bearer error=\"insufficient_scope\", error_description=\"private channel\""
+                        .to_string(),
+                )),
+            });
         }
     }
     if let Some(admit) = &shared.hooks.admit {
@@ -224,9 +256,7 @@ pub(super) fn check_handshake(
                 403
             };
             debug!("{peer}: refused by the admission hook with {status}");
-            shared.stats.rejected(status);
-            http::reject(stream, status, &[]);
-            return Err(());
+            return refused(Refusal::new(status));
         }
     }
     Ok(grant)

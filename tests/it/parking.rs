@@ -82,3 +82,69 @@ fn a_message_split_across_the_park_boundary_arrives_whole() {
     s.read_exact(&mut frame).unwrap();
     assert_eq!(&frame, &[0x81, 5, b'h', b'e', b'l', b'l', b'o']);
 }
+
+/// A parked connection drops tungstenite's state only when tungstenite holds nothing
+/// (`Conn::rest`): whatever it was in the middle of when the connection went idle (half a
+/// frame after a whole one, one fragment of a message, a length in its long form) must
+/// still be there when the client goes on.
+#[test]
+fn parking_keeps_what_tungstenite_was_in_the_middle_of() {
+    use std::io::{Read, Write};
+    let server = start(|c| c.park_after = Duration::from_millis(100));
+    let addr = server.local_addr();
+    let handle = server.handle();
+    let (mut s, after_head) = raw_upgrade(addr, "/echo");
+    assert!(after_head.is_empty());
+    let mask = [1, 2, 3, 4];
+    let parked = |s: &str| {
+        assert!(
+            wait_until(IO_TIMEOUT, || metric(&handle, "wschat_parked_connections")
+                == 1),
+            "not parked: {s}"
+        );
+    };
+    let expect = |s: &mut std::net::TcpStream, text: &str| {
+        let mut frame = vec![0u8; 2 + text.len()];
+        s.read_exact(&mut frame).unwrap();
+        assert_eq!(frame[0], 0x81, "{text}");
+        assert_eq!(&frame[2..], text.as_bytes());
+    };
+    // A whole frame, then idle: nothing is held, the state is dropped and rebuilt.
+    s.write_all(&client_frame(0x81, b"one", mask)).unwrap();
+    expect(&mut s, "one");
+    parked("after one");
+    s.write_all(&client_frame(0x81, b"two", mask)).unwrap();
+    expect(&mut s, "two");
+    // A whole frame and half of the next in one write.
+    parked("after two");
+    let mut both = client_frame(0x81, b"three", mask);
+    let four = client_frame(0x81, b"four", mask);
+    both.extend_from_slice(&four[..5]);
+    s.write_all(&both).unwrap();
+    expect(&mut s, "three");
+    parked("half of four");
+    s.write_all(&four[5..]).unwrap();
+    expect(&mut s, "four");
+    // The first fragment of a message.
+    parked("after four");
+    s.write_all(&client_frame(0x01, b"frag", mask)).unwrap();
+    parked("one fragment");
+    s.write_all(&client_frame(0x80, b"ment", mask)).unwrap();
+    expect(&mut s, "fragment");
+    // A length in its 16-bit form although it would fit in 7 bits.
+    parked("after fragment");
+    let mut long = vec![0x81, 0x80 | 126, 0, 4];
+    long.extend_from_slice(&mask);
+    long.extend(b"long".iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
+    s.write_all(&long).unwrap();
+    expect(&mut s, "long");
+    parked("after long");
+    s.write_all(&client_frame(0x81, b"last", mask)).unwrap();
+    expect(&mut s, "last");
+    // A ping while parked is answered.
+    parked("after last");
+    s.write_all(&client_frame(0x89, b"hb", mask)).unwrap();
+    let mut pong = [0u8; 4];
+    s.read_exact(&mut pong).unwrap();
+    assert_eq!(&pong, &[0x8A, 2, b'h', b'b']);
+}
