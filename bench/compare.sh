@@ -10,7 +10,14 @@
 #   SERVERS    any of: wschat node tokio tokio-send [wschat node tokio tokio-send; a server
 #              that does not start is skipped]. tokio batches its writes (feed + one flush);
 #              tokio-send writes each message with send().await, as tokio-tungstenite's examples.
-#   SCENARIOS  any of: fanout100 fanout1000 idle10k echo [all four]
+#              uws: a uWebSockets server, when UWS_BIN names one (see below).
+#   UWS_BIN    a uWebSockets server binary taking the port as its only argument, `/` publishing
+#              every message to a topic all clients subscribe to (everyone but the sender) and
+#              `/echo` echoing. It is built by hand from uWebSockets' public source and never
+#              committed here, nor a recipe for it (BENCHMARKS.md says what the one measured
+#              was and which commits it came from). With UWS_BIN set, `uws` joins SERVERS.
+#   SCENARIOS  any of: fanout100 fanout1000 fanout1000x500 idle10k idle19k echo
+#              [fanout100 fanout1000 idle10k echo]
 #   DURATION   seconds of sending per fanout/echo run [10]
 #   HOLD       seconds the idle connections are held [5]
 #   PAUSE      seconds between runs, for the previous run's sockets to settle [2]
@@ -26,7 +33,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=${RUNS:-3}
-SERVERS=${SERVERS:-"wschat node tokio tokio-send"}
+SERVERS=${SERVERS:-"wschat node tokio tokio-send${UWS_BIN:+ uws}"}
 SCENARIOS=${SCENARIOS:-"fanout100 fanout1000 idle10k echo"}
 DURATION=${DURATION:-10}
 HOLD=${HOLD:-5}
@@ -67,6 +74,8 @@ start_server() { # name port logfile
     node)   node "$ROOT/bench/node-ws/server.js" "$port" >"$logfile" 2>&1 & ;;
     tokio)  "$TOKIO_BIN" "$port" >"$logfile" 2>&1 & ;;
     tokio-send) SEND=each "$TOKIO_BIN" "$port" >"$logfile" 2>&1 & ;;
+    uws)    [[ -n ${UWS_BIN:-} && -x $UWS_BIN ]] || return 1
+            "$UWS_BIN" "$port" >"$logfile" 2>&1 & ;;
     *)      log "unknown server $name"; return 1 ;;
   esac
   SERVER_PID=$!
@@ -99,6 +108,8 @@ scenario_args() { # name port -> client arguments
   case $1 in
     fanout100)  echo "fanout --url $url/ -c 100 -s 10 --rate max -p 64 -d $DURATION" ;;
     fanout1000) echo "fanout --url $url/ -c 1000 -s 1 --rate 200 -p 64 -d $DURATION" ;;
+    fanout1000x500) echo "fanout --url $url/ -c 1000 -s 1 --rate 500 -p 64 -d $DURATION" ;;
+    idle19k)    echo "idle --url $url/ -c 19000 -k 64 -d $HOLD" ;;
     idle10k)    echo "idle --url $url/ -c 10000 -k 64 -d $HOLD" ;;
     echo)       echo "echo --url $url/echo -c 1 -p 64 -d $DURATION" ;;
     *)          return 1 ;;
@@ -132,7 +143,9 @@ for run in $(seq "$RUNS"); do
       if line=$(timeout -s INT -k 10 "$limit" $BENCH $args --json -q --server-pid "$SERVER_PID" \
                 2>>"$OUT/client.log" | tail -n 1) && [[ -n $line ]]; then
         jq -c --arg server "$server" --arg case "$sc" --argjson run "$run" --argjson load1 "$load1" \
-          '. + {server: $server, case: $case, run: $run, load1: $load1}' <<<"$line" >>"$RESULTS"
+          '. + {server: $server, case: $case, run: $run, load1: $load1}
+           + (if (.server_cpu_pct // 0) > 0 and .deliveries_per_sec then
+                {per_cpu_s: (.deliveries_per_sec / (.server_cpu_pct / 100))} else {} end)' <<<"$line" >>"$RESULTS"
       else
         log "client failed on $server $sc (see $OUT/client.log)"
       fi
@@ -158,14 +171,23 @@ jq -rs --arg servers "$SERVERS" --argjson nruns "$RUNS" '
       ["fanout100",  "", "sent msg/s", ["sent_per_sec"], 0],
       ["fanout100",  "", "lost %", ["loss_pct"], 2],
       ["fanout100",  "", "server CPU %", ["server_cpu_pct"], 0],
+      ["fanout100",  "", "deliveries per server CPU-s", ["per_cpu_s"], 0],
       ["fanout1000", "fanout 1000 conns, 1 sender, 200 msg/s, 64 B", "deliveries/s", ["deliveries_per_sec"], 0],
       ["fanout1000", "", "latency p50 ms", ["latency_ms", "p50"], 2],
       ["fanout1000", "", "latency p99 ms", ["latency_ms", "p99"], 2],
       ["fanout1000", "", "lost %", ["loss_pct"], 2],
       ["fanout1000", "", "server CPU %", ["server_cpu_pct"], 0],
+      ["fanout1000x500", "fanout 1000 conns, 1 sender, 500 msg/s, 64 B", "deliveries/s", ["deliveries_per_sec"], 0],
+      ["fanout1000x500", "", "latency p99 ms", ["latency_ms", "p99"], 2],
+      ["fanout1000x500", "", "lost %", ["loss_pct"], 2],
+      ["fanout1000x500", "", "server CPU %", ["server_cpu_pct"], 0],
+      ["fanout1000x500", "", "deliveries per server CPU-s", ["per_cpu_s"], 0],
       ["idle10k",    "10,000 idle connections", "server KiB per connection", ["bytes_per_conn"], -1],
       ["idle10k",    "", "handshakes/s", ["handshakes_per_sec"], 0],
       ["idle10k",    "", "connect failures", ["connect_failures"], -2],
+      ["idle19k",    "19,000 idle connections", "server KiB per connection", ["bytes_per_conn"], -1],
+      ["idle19k",    "", "handshakes/s", ["handshakes_per_sec"], 0],
+      ["idle19k",    "", "connect failures", ["connect_failures"], -2],
       ["echo",       "echo, 1 client, 64 B", "round trips/s", ["deliveries_per_sec"], 0],
       ["echo",       "", "latency p50 ms", ["latency_ms", "p50"], 3],
       ["echo",       "", "latency p99 ms", ["latency_ms", "p99"], 3],
