@@ -394,7 +394,10 @@ impl Conn {
                 let ws = self.ws();
                 let _ = ws.flush();
                 let bytes = std::mem::take(&mut ws.get_mut().written);
-                self.tx.send(Event::Control { id, bytes }).is_ok()
+                match self.endpoint.answer(bytes) {
+                    Some(bytes) => self.tx.send(Event::Control { id, bytes }).is_ok(),
+                    None => true,
+                }
             }
             _ => self.tx.send(Event::Pong { id }).is_ok(),
         }

@@ -6,7 +6,10 @@
 //! dispatcher, so whatever they cost (a rate limit's wait, JSON parsing, the host's filter)
 //! slows only that client.
 
+use std::io;
+use std::net::TcpStream;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
@@ -14,8 +17,11 @@ use tungstenite::Bytes;
 
 use crate::budget::Budget;
 use crate::frame;
+use crate::gate::WriteGate;
 use crate::hub::{ClientId, Event};
 use crate::ratelimit::TokenBucket;
+use crate::stats::Stats;
+use crate::sys;
 
 /// A complete data message from a client.
 pub(crate) enum Data {
@@ -47,6 +53,13 @@ pub(crate) trait Endpoint: Send {
         true
     }
 
+    /// tungstenite's answer to a ping (encoded control frames): the endpoint may write it
+    /// itself, in order with what it wrote before (an echo's [`Direct`]); the bytes it gives
+    /// back go to the dispatcher.
+    fn answer(&mut self, bytes: Vec<u8>) -> Option<Vec<u8>> {
+        Some(bytes)
+    }
+
     /// The connection's last frame (the reply to the client's Close, or our Close), to be
     /// written after everything this endpoint passed on before. `false`: the server is gone.
     fn last_frame(&mut self, bytes: Vec<u8>) -> bool;
@@ -55,12 +68,77 @@ pub(crate) trait Endpoint: Send {
     fn ended(&mut self);
 }
 
-/// The relay's and echo's endpoint: frames go to the dispatcher verbatim.
+/// The relay's and echo's endpoint: frames go to the dispatcher verbatim; an echo may be
+/// written back by this thread itself ([`Direct`]).
 pub(crate) struct Frames {
     id: ClientId,
     tx: Sender<Event>,
     throttle: Throttle,
     budget: Arc<Budget>,
+    direct: Option<Direct>,
+}
+
+/// An echo client's way back that skips the dispatcher: when the gate is free (the
+/// dispatcher holds nothing for this client), the reader writes the echo with one
+/// non-blocking `send`, so a round trip wakes one thread, not two (`gate.rs` says why this
+/// keeps one writer at a time and the order).
+pub(crate) struct Direct {
+    stream: Arc<TcpStream>,
+    gate: Arc<WriteGate>,
+    stats: Arc<Stats>,
+    /// The frame being written, reused: an echo costs no allocation.
+    buf: Vec<u8>,
+}
+
+impl Direct {
+    pub(crate) fn new(stream: Arc<TcpStream>, gate: Arc<WriteGate>, stats: Arc<Stats>) -> Direct {
+        Direct {
+            stream,
+            gate,
+            stats,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Writes the echo (the gate is ours). What the socket does not take now goes to the
+    /// dispatcher as a leftover, which writes it first and queues the rest behind it, with
+    /// the backlog limit that applies to every client.
+    fn echo(&mut self, id: ClientId, opcode: u8, data: &[u8], tx: &Sender<Event>) -> bool {
+        self.buf.clear();
+        frame::encode(opcode, data, &mut self.buf);
+        let s = &self.stats;
+        s.messages_in.fetch_add(1, Relaxed);
+        s.bytes_in.fetch_add(data.len() as u64, Relaxed);
+        s.messages_out.fetch_add(1, Relaxed);
+        s.echoes_direct.fetch_add(1, Relaxed);
+        self.write(id, tx)
+    }
+
+    /// Writes `buf` (the gate is ours), then gives the gate back or hands the rest over.
+    fn write(&mut self, id: ClientId, tx: &Sender<Event>) -> bool {
+        let mut sent = 0;
+        // Bounded: each pass writes something, or ends on EAGAIN or an error.
+        while sent < self.buf.len() {
+            match sys::send_nonblocking(&*self.stream, &self.buf[sent..]) {
+                Ok(0) => break,
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // A failed socket: this thread's next read fails and ends the connection; the
+                // frame is dropped with it (the client is gone).
+                Err(e) if e.kind() != io::ErrorKind::WouldBlock => sent = self.buf.len(),
+                Err(_) => break,
+            }
+        }
+        self.stats.bytes_out.fetch_add(sent as u64, Relaxed);
+        if sent < self.buf.len() {
+            self.stats.echo_leftovers.fetch_add(1, Relaxed);
+            self.gate.handed_over();
+            let bytes = self.buf[sent..].to_vec();
+            return tx.send(Event::Leftover { id, bytes }).is_ok();
+        }
+        // The dispatcher wanted to write while this thread did: tell it it may now.
+        !self.gate.written() || tx.send(Event::Writable { id }).is_ok()
+    }
 }
 
 impl Frames {
@@ -69,12 +147,14 @@ impl Frames {
         tx: Sender<Event>,
         throttle: Throttle,
         budget: Arc<Budget>,
+        direct: Option<Direct>,
     ) -> Frames {
         Frames {
             id,
             tx,
             throttle,
             budget,
+            direct,
         }
     }
 }
@@ -87,6 +167,15 @@ impl Endpoint for Frames {
             Data::Binary(data) => (frame::BINARY, data),
         };
         let id = self.id;
+        if let Some(direct) = &mut self.direct {
+            if direct.gate.try_write() {
+                return match direct.echo(id, opcode, &data, &self.tx) {
+                    true => Ok(()),
+                    false => Err(Refused::Stopped),
+                };
+            }
+            direct.gate.sent_to_hub();
+        }
         // Wait here, on this client's thread, while the server holds too much for delivery:
         // TCP slows this sender; the dispatcher gives the bytes back once it handled them.
         self.budget.take(data.len());
@@ -102,6 +191,22 @@ impl Endpoint for Frames {
         } else {
             self.throttle.try_take()
         }
+    }
+
+    fn answer(&mut self, bytes: Vec<u8>) -> Option<Vec<u8>> {
+        let Some(direct) = &mut self.direct else {
+            return Some(bytes);
+        };
+        if direct.gate.try_write() {
+            direct.buf.clear();
+            direct.buf.extend_from_slice(&bytes);
+            // `false` (the server is gone) shows on this connection's next read.
+            let _ = direct.write(self.id, &self.tx);
+            return None;
+        }
+        // The dispatcher writes it, counted in flight so that no later echo overtakes it.
+        direct.gate.sent_to_hub();
+        Some(bytes)
     }
 
     fn last_frame(&mut self, bytes: Vec<u8>) -> bool {

@@ -38,6 +38,7 @@ mod endpoint;
 mod error;
 mod forwarded;
 mod frame;
+mod gate;
 mod http;
 mod hub;
 mod json;

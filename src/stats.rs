@@ -57,6 +57,10 @@ pub(crate) struct Stats {
     /// connections that needed a thread of their own for their first head.
     pub handshakes_inline: AtomicU64,
     pub heads_on_threads: AtomicU64,
+    /// Echoes written by the reader that read them (`gate.rs`), not by the dispatcher.
+    pub echoes_direct: AtomicU64,
+    /// Of those, the ones the socket took only part of (the rest went to the dispatcher).
+    pub echo_leftovers: AtomicU64,
     /// In a cluster (`--redis`): this node's id; `None` on a single node (no cluster metrics).
     pub cluster_node: parking_lot::Mutex<Option<String>>,
     /// 1 while the last lease renewal reached Redis.
@@ -275,6 +279,18 @@ impl Stats {
             "counter",
             "Connections whose first request head was read on a connection thread (it had not arrived whole, plain HTTP, a chat login, or a host hook).",
             self.heads_on_threads.load(Relaxed),
+        );
+        metric(
+            "wschat_echoes_direct_total",
+            "counter",
+            "Echoes written back by the thread that read them, without waking the dispatcher (it held nothing for that client).",
+            self.echoes_direct.load(Relaxed),
+        );
+        metric(
+            "wschat_echo_leftovers_total",
+            "counter",
+            "Direct writes the client's socket took only part of; the dispatcher wrote the rest.",
+            self.echo_leftovers.load(Relaxed),
         );
         metric(
             "wschat_chat_log_failing",

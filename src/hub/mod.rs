@@ -1,8 +1,10 @@
 //! The dispatcher: one thread that owns every client's outgoing queue, fans messages out, and
 //! prunes clients that closed, failed, fell behind or went silent.
 //!
-//! It is the only writer of every WebSocket socket (tungstenite's automatic pongs and close
-//! replies reach it as bytes from the connection threads), so frames never interleave. It never
+//! It is the only writer of every relay and chat socket (tungstenite's automatic pongs and
+//! close replies reach it as bytes from the connection threads), so frames never interleave;
+//! an echo client's reader may write the echo itself while the dispatcher holds nothing for
+//! it, one writer at a time through the client's [`WriteGate`]. It never
 //! blocks on anything but its channel: each write is a non-blocking `send`, what the kernel
 //! does not take waits in the client's [`queue::Queue`], and the poller thread
 //! ([`poller::run_poller`]) reports when that socket can take more. A client whose queue passes
@@ -39,6 +41,7 @@ use tungstenite::Bytes;
 use crate::budget::Budget;
 use crate::config::Config;
 use crate::frame;
+use crate::gate::WriteGate;
 use crate::stats::Stats;
 use crate::sys::{self, Epoll};
 use crate::upgrade::Route;
@@ -107,6 +110,8 @@ pub(crate) enum Event {
         expires: Option<Instant>,
         /// The access token it presented, to cut it if the token is revoked.
         token: Option<Arc<str>>,
+        /// An echo client's write gate, shared with its reader (`gate.rs`).
+        gate: Option<Arc<WriteGate>>,
     },
     /// A complete text (`frame::TEXT`, valid UTF-8) or binary message from a client.
     Message {
@@ -116,6 +121,9 @@ pub(crate) enum Event {
     },
     /// The client answered a ping.
     Pong { id: ClientId },
+    /// The rest of an echo frame its reader wrote in part (`gate.rs`): written before
+    /// anything queued for the client meanwhile.
+    Leftover { id: ClientId, bytes: Vec<u8> },
     /// Encoded control frames for the client (tungstenite's answer to its ping).
     Control { id: ClientId, bytes: Vec<u8> },
     /// The last frame for this client (the reply to its Close, or our Close for its protocol
@@ -154,6 +162,8 @@ struct Client {
     channel: Option<Membership>,
     echo: bool,
     token: Option<Arc<str>>,
+    /// An echo client's: claimed before every write, given back when the queue is empty.
+    gate: Option<Arc<WriteGate>>,
     queue: Queue,
     /// Whether the socket was ever added to the poller (then re-arming is a MOD).
     in_poller: bool,
@@ -303,11 +313,12 @@ impl Hub {
                 route,
                 expires,
                 token,
+                gate,
             } => {
                 if let Some(at) = expires {
                     self.expiries.push(Reverse((at, id)));
                 }
-                self.open(id, stream, handshake, route, token)
+                self.open(id, stream, handshake, route, token, gate)
             }
             Event::Message { id, opcode, data } => {
                 self.handled += data.len();
@@ -316,6 +327,9 @@ impl Hub {
                 let Some(client) = self.clients.get_mut(&id) else {
                     return; // already dropped; its thread has not noticed yet
                 };
+                if let Some(gate) = &client.gate {
+                    gate.received();
+                }
                 client.seen = true;
                 if client.closing {
                     return;
@@ -330,6 +344,17 @@ impl Hub {
                     self.publish_to_cluster(channel, opcode, data);
                 }
             }
+            Event::Leftover { id, bytes } => {
+                if let Some(c) = self.clients.get_mut(&id) {
+                    // Always, even when closing: the half-written frame must be completed
+                    // before the Close queued behind it.
+                    c.queue.put_first(&bytes);
+                    if let Some(gate) = &c.gate {
+                        gate.leftover_received();
+                    }
+                    mark_dirty(&mut self.dirty, id, c);
+                }
+            }
             Event::Pong { id } => {
                 if let Some(c) = self.clients.get_mut(&id) {
                     c.seen = true;
@@ -337,6 +362,9 @@ impl Hub {
             }
             Event::Control { id, bytes } => {
                 if let Some(c) = self.clients.get_mut(&id) {
+                    if let Some(gate) = &c.gate {
+                        gate.received();
+                    }
                     c.seen = true;
                     if !c.closing {
                         c.queue.push(&bytes);
@@ -404,12 +432,14 @@ impl Hub {
         handshake: Vec<u8>,
         route: Route,
         token: Option<Arc<str>>,
+        gate: Option<Arc<WriteGate>>,
     ) {
         let mut client = Client {
             stream,
             channel: None,
             echo: route == Route::Echo,
             token,
+            gate,
             queue: Queue::with(handshake),
             in_poller: false,
             waiting: false,
@@ -655,8 +685,9 @@ impl Hub {
             return;
         };
         c.dirty = false;
-        if c.waiting {
-            // The poller will report when the socket drains; a write now would fail again.
+        // The poller will report when the socket drains (a write now would fail again), or
+        // the echo client's reader is writing (it reports when it is done).
+        if c.waiting || c.gate.as_ref().is_some_and(|g| !g.claim()) {
             Hub::account(&self.budget, c);
             return self.check_backlog(id);
         }
@@ -670,6 +701,9 @@ impl Hub {
                     // thread sees the client's FIN (or its own timeout) and reports the end.
                     c.half_closed = true;
                     let _ = c.stream.shutdown(Shutdown::Write);
+                } else if let Some(gate) = c.gate.as_ref().filter(|_| !c.closing) {
+                    // Nothing queued: the echo's reader may write its next echo itself.
+                    gate.release();
                 }
             }
             Flushed::Blocked => {
@@ -732,7 +766,10 @@ impl Hub {
             return;
         };
         self.budget.give_back(c.accounted);
-        if let Some((code, reason)) = close {
+        // Never given back: nothing is written after this. If the reader is writing now,
+        // the Close is skipped (it would interleave); the cut below ends the connection.
+        let ours = c.gate.as_ref().is_none_or(|g| g.claim());
+        if let Some((code, reason)) = close.filter(|_| ours) {
             // Best effort: the queue may be full (that is often why we are here).
             frame::encode_close(code, reason, c.queue.buf());
             let _ = sys::send_nonblocking(&*c.stream, c.queue.unsent());

@@ -67,6 +67,12 @@ impl Queue {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// Puts already encoded bytes before everything unsent (the rest of a frame someone else
+    /// began writing). Rare, so the copy of what is queued behind it does not matter.
+    pub(crate) fn put_first(&mut self, bytes: &[u8]) {
+        self.buf.splice(self.sent..self.sent, bytes.iter().copied());
+    }
+
     /// Bytes queued and not yet written.
     pub(crate) fn pending(&self) -> usize {
         self.buf.len() - self.sent
@@ -202,6 +208,17 @@ mod tests {
         let got = sink.got.borrow();
         assert_eq!(got.len(), 110);
         assert!(got[..100].iter().all(|&b| b == 1) && got[100..].iter().all(|&b| b == 2));
+    }
+
+    #[test]
+    fn a_leftover_goes_before_what_waits_unsent() {
+        let mut q = Queue::default();
+        q.push(b"sent-close");
+        let sink = Scripted::new(&[Some(5), None]);
+        assert!(matches!(q.flush(&sink).0, Flushed::Blocked));
+        q.put_first(b"-rest-");
+        assert!(matches!(q.flush(&sink).0, Flushed::All));
+        assert_eq!(&*sink.got.borrow(), b"sent--rest-close");
     }
 
     #[test]

@@ -18,7 +18,8 @@ use crate::chat::worker::ChatEvent;
 use crate::config::Config;
 use crate::conn::{Conn, Host};
 use crate::embed::ServerEvent;
-use crate::endpoint::{Endpoint, Frames, Throttle};
+use crate::endpoint::{Direct, Endpoint, Frames, Throttle};
+use crate::gate::WriteGate;
 use crate::http::{self, Head, HeadError};
 use crate::hub::Event;
 use crate::park;
@@ -266,6 +267,8 @@ fn start_websocket(
             peer,
         });
     }
+    // An echo's reader writes the echo itself while the dispatcher holds nothing for it.
+    let gate = (accepted.route == Route::Echo).then(|| Arc::new(WriteGate::new()));
     let (endpoint, login): (Box<dyn Endpoint>, _) = match &accepted.route {
         Route::Chat { name, room, bound } => (
             Box::new(ChatEndpoint::new(
@@ -297,6 +300,7 @@ fn start_websocket(
                 shared.tx.clone(),
                 Throttle::new(cfg.relay_rate, cfg.relay_burst),
                 shared.budget.clone(),
+                None,
             )),
             None,
         ),
@@ -306,6 +310,8 @@ fn start_websocket(
                 shared.tx.clone(),
                 Throttle::new(0.0, 0.0),
                 shared.budget.clone(),
+                gate.clone()
+                    .map(|g| Direct::new(stream.clone(), g, shared.stats.clone())),
             )),
             None,
         ),
@@ -328,6 +334,7 @@ fn start_websocket(
             route: accepted.route,
             expires,
             token: grant.and_then(|g| g.token),
+            gate,
         })
         .is_ok()
         && login.is_none_or(|login| shared.chat.send(login).is_ok());

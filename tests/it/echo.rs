@@ -62,3 +62,46 @@ fn over_the_limit_gets_1009_and_others_are_still_served() {
     ok.send(Message::binary(vec![1u8; 64 * 1024])).unwrap();
     assert_eq!(recv(&mut ok), Message::binary(vec![1u8; 64 * 1024]));
 }
+
+/// An echo is written by the thread that read it while the dispatcher holds nothing for that
+/// client (`gate.rs`). A client that sends far more than its socket buffers hold before it
+/// reads anything makes those writes short: the rest, every later echo and the pongs must
+/// still arrive whole, once each, in the order sent.
+#[test]
+fn a_client_that_reads_late_gets_every_echo_and_pong_whole_and_in_order() {
+    let server = start(|c| c.max_pending_bytes = 64 * 1024 * 1024);
+    let handle = server.handle();
+    let mut ws = connect(server.local_addr(), "/echo");
+    // 32 MiB: more than loopback's socket buffers on both sides (at most ~10 MiB here).
+    const MESSAGES: usize = 512;
+    let message = |i: usize| {
+        let mut m = vec![(i % 251) as u8; 64 * 1024 - 8];
+        m[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        m
+    };
+    let mut sent = Vec::new();
+    for i in 0..MESSAGES {
+        ws.send(Message::binary(message(i))).unwrap();
+        sent.push(Message::binary(message(i)));
+        if i % 64 == 0 {
+            let ping = format!("ping {i}").into_bytes();
+            ws.send(Message::Ping(ping.clone().into())).unwrap();
+            sent.push(Message::Pong(ping.into()));
+        }
+    }
+    for (n, expected) in sent.iter().enumerate() {
+        let got = ws.read().unwrap();
+        assert!(
+            &got == expected,
+            "frame {n}: got {} bytes ({:?}...), expected {} bytes",
+            got.len(),
+            &got.into_data()[..8.min(expected.len())],
+            expected.len()
+        );
+    }
+    assert!(metric(&handle, "wschat_echoes_direct_total") >= 1);
+    assert!(
+        metric(&handle, "wschat_echo_leftovers_total") >= 1,
+        "no direct write was short: the test did not reach the leftover path"
+    );
+}
