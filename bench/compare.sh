@@ -16,7 +16,7 @@
 #              `/echo` echoing. It is built by hand from uWebSockets' public source and never
 #              committed here, nor a recipe for it (BENCHMARKS.md says what the one measured
 #              was and which commits it came from). With UWS_BIN set, `uws` joins SERVERS.
-#   SCENARIOS  any of: fanout100 fanout1000 fanout1000x500 idle10k idle19k echo
+#   SCENARIOS  any of: fanout100 fanout1000 fanout1000x500 idle10k idle19k echo echo50
 #              [fanout100 fanout1000 idle10k echo]
 #   DURATION   seconds of sending per fanout/echo run [10]
 #   HOLD       seconds the idle connections are held [5]
@@ -112,6 +112,7 @@ scenario_args() { # name port -> client arguments
     idle19k)    echo "idle --url $url/ -c 19000 -k 64 -d $HOLD" ;;
     idle10k)    echo "idle --url $url/ -c 10000 -k 64 -d $HOLD" ;;
     echo)       echo "echo --url $url/echo -c 1 -p 64 -d $DURATION" ;;
+    echo50)     echo "echo --url $url/echo -c 50 -p 64 -d $DURATION" ;;
     *)          return 1 ;;
   esac
 }
@@ -192,6 +193,10 @@ jq -rs --arg servers "$SERVERS" --argjson nruns "$RUNS" '
       ["echo",       "", "latency p50 ms", ["latency_ms", "p50"], 3],
       ["echo",       "", "latency p99 ms", ["latency_ms", "p99"], 3],
       ["echo",       "", "server CPU %", ["server_cpu_pct"], 0],
+      ["echo50",     "echo, 50 clients, 64 B", "round trips/s", ["deliveries_per_sec"], 0],
+      ["echo50",     "", "latency p99 ms", ["latency_ms", "p99"], 3],
+      ["echo50",     "", "server CPU %", ["server_cpu_pct"], 0],
+      ["echo50",     "", "round trips per server CPU-s", ["per_cpu_s"], 0],
       ["all",        "machine", "load average at run start", ["load1"], 2]
     ] as $rows
   | . as $all
