@@ -232,11 +232,14 @@ impl Conn {
         host: Host,
         on_end: Box<dyn FnOnce() + Send>,
     ) -> Conn {
-        let ws = new_ws(&stream, cfg, early);
+        // Without early frames there is nothing for tungstenite to hold yet: the connection
+        // starts as if resting (most start parked, and would drop a fresh state at once),
+        // and its state is built on its first read.
+        let ws = (!early.is_empty()).then(|| new_ws(&stream, cfg, early));
         Conn {
             id,
             stream,
-            ws: Some(ws),
+            ws,
             consumed: 0,
             cfg: cfg.clone(),
             endpoint,
