@@ -117,20 +117,24 @@ impl Direct {
     /// Writes `buf` (the gate is ours), then gives the gate back or hands the rest over.
     fn write(&mut self, id: ClientId, tx: &Sender<Event>) -> bool {
         let mut sent = 0;
+        let mut failed = false;
         // Bounded: each pass writes something, or ends on EAGAIN or an error.
         while sent < self.buf.len() {
             match sys::send_nonblocking(&*self.stream, &self.buf[sent..]) {
                 Ok(0) => break,
                 Ok(n) => sent += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 // A failed socket: this thread's next read fails and ends the connection; the
-                // frame is dropped with it (the client is gone).
-                Err(e) if e.kind() != io::ErrorKind::WouldBlock => sent = self.buf.len(),
-                Err(_) => break,
+                // rest of the frame is dropped with it (the client is gone).
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
             }
         }
         self.stats.bytes_out.fetch_add(sent as u64, Relaxed);
-        if sent < self.buf.len() {
+        if sent < self.buf.len() && !failed {
             self.stats.echo_leftovers.fetch_add(1, Relaxed);
             self.gate.handed_over();
             let bytes = self.buf[sent..].to_vec();
@@ -169,10 +173,8 @@ impl Endpoint for Frames {
         let id = self.id;
         if let Some(direct) = &mut self.direct {
             if direct.gate.try_write() {
-                return match direct.echo(id, opcode, &data, &self.tx) {
-                    true => Ok(()),
-                    false => Err(Refused::Stopped),
-                };
+                let sent = direct.echo(id, opcode, &data, &self.tx);
+                return if sent { Ok(()) } else { Err(Refused::Stopped) };
             }
             direct.gate.sent_to_hub();
         }

@@ -15,9 +15,9 @@
 //!   nothing (its bytes would land inside the half-written frame).
 //! - The dispatcher claims the gate before each write to the socket. If the reader is writing
 //!   (or a leftover is on its way), the dispatcher does not wait: it skips the write, and the
-//!   reader, on finishing, sees the claim and tells it (`Event::Writable`, or the leftover). It gives the gate back only
-//!   when its queue is empty and nothing of this client is in flight, and never once the
-//!   client is closing, so nothing is ever written after a Close.
+//!   reader, on finishing, sees the claim and tells it (`Event::Writable`, or the leftover).
+//!   It gives the gate back only when its queue is empty and nothing of this client is in
+//!   flight, and never once the client is closing, so nothing is ever written after a Close.
 //! - The gate starts claimed by the dispatcher, which writes the 101 before anything else.
 //!
 //! One atomic word, no lock: neither side ever waits for the other.
@@ -76,7 +76,8 @@ impl WriteGate {
     /// from now on (its frame is about to be queued), so the reader cannot overtake it.
     pub(crate) fn received(&self) {
         let _ = self.0.fetch_update(AcqRel, Acquire, |w| {
-            Some(if w >= IN_FLIGHT { w - IN_FLIGHT } else { w } | HUB)
+            let w = if w >= IN_FLIGHT { w - IN_FLIGHT } else { w };
+            Some(w | HUB)
         });
     }
 
@@ -103,6 +104,14 @@ impl WriteGate {
 mod tests {
     use super::*;
 
+    /// A gate whose 101 is out: the dispatcher claimed it, wrote, and gave it back.
+    fn free() -> WriteGate {
+        let g = WriteGate::new();
+        assert!(g.claim());
+        g.release();
+        g
+    }
+
     #[test]
     fn starts_with_the_dispatcher_until_it_releases() {
         let g = WriteGate::new();
@@ -116,8 +125,7 @@ mod tests {
 
     #[test]
     fn a_claim_while_the_reader_writes_is_reported_when_it_is_done() {
-        let g = WriteGate::new();
-        g.release();
+        let g = free();
         assert!(g.try_write());
         assert!(!g.claim(), "the reader is writing: the dispatcher skips");
         assert!(g.written(), "the reader must tell the dispatcher");
@@ -129,8 +137,7 @@ mod tests {
 
     #[test]
     fn nothing_is_written_into_a_half_written_frame() {
-        let g = WriteGate::new();
-        g.release();
+        let g = free();
         assert!(g.try_write());
         g.handed_over();
         assert!(!g.claim(), "the leftover must be written first");
@@ -169,8 +176,7 @@ mod tests {
     fn a_message_sent_while_the_gate_was_free_for_a_moment_is_still_in_order() {
         // The reader saw the gate taken, the dispatcher released it, then the reader counted
         // its message in flight: the gate is not free until that message is handled.
-        let g = WriteGate::new();
-        g.release();
+        let g = free();
         g.sent_to_hub();
         assert!(!g.try_write());
         g.received();

@@ -117,8 +117,9 @@ fn front_door(
     if shared.events.is_some() || shared.hooks.admit.is_some() {
         return Some((slot, stream, Vec::new()));
     }
-    // On the stack: a heap buffer per connection, freed right after, interleaved with the
-    // connection's long-lived allocations, left holes that idle connections paid for in RSS.
+    // On the stack: most of what is read here is parsed and dropped at once, so a heap
+    // buffer would be an allocation and a free per connection for nothing. (It did not
+    // change idle memory measurably; BENCHMARKS.md.)
     let mut stack = [0u8; FRONT_DOOR_READ];
     let limit = FRONT_DOOR_READ.min(shared.cfg.max_head_size);
     let n = match crate::sys::recv_nonblocking(&stream, &mut stack[..limit]) {

@@ -6,7 +6,7 @@
 //! of being refused: its message is delivered once one frees up.
 
 use crate::common::*;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 use tungstenite::Message;
@@ -52,7 +52,7 @@ fn at_the_thread_cap_new_connections_wait_outside_and_parked_ones_wait_inside() 
     // never see the whole head, whatever the timing.)
     let mut third = TcpStream::connect(addr).unwrap();
     third.write_all(b"GET / HTTP/1.1\r\n").unwrap();
-    let answer = read_head(&mut third);
+    let answer = read_response_head(&mut third);
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
 
     // A parked client is still served: its ping is answered without a thread.
@@ -68,19 +68,4 @@ fn at_the_thread_cap_new_connections_wait_outside_and_parked_ones_wait_inside() 
     assert_eq!(recv_text(&mut listener), "hello");
     assert!(metric(&handle, "wschat_connection_threads_full_total") >= 1);
     drop(slow);
-}
-
-/// What the server answered on `s`, up to the end of its head (or what came before it closed).
-fn read_head(s: &mut TcpStream) -> String {
-    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    let mut out = Vec::new();
-    let mut byte = [0u8; 1];
-    // Bounded: a head is a few hundred bytes; the read timeout bounds each wait.
-    while !out.ends_with(b"\r\n\r\n") && out.len() < 16 * 1024 {
-        match s.read(&mut byte) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => out.push(byte[0]),
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

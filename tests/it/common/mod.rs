@@ -159,11 +159,18 @@ pub fn rss_kib() -> u64 {
 /// for the connection to close: a 101 keeps it open.
 pub fn response_head(addr: SocketAddr, request: &[u8]) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     let _ = s.write_all(request);
+    read_response_head(&mut s)
+}
+
+/// What the server answered on `s`, up to the end of its head (or what came before it closed
+/// or `IO_TIMEOUT` passed).
+pub fn read_response_head(s: &mut TcpStream) -> String {
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     let mut out = Vec::new();
     let mut byte = [0u8; 1];
-    while !out.ends_with(b"\r\n\r\n") {
+    // Bounded: a response head is a few hundred bytes; the read timeout bounds each wait.
+    while !out.ends_with(b"\r\n\r\n") && out.len() < 64 * 1024 {
         match s.read(&mut byte) {
             Ok(0) | Err(_) => break,
             Ok(_) => out.push(byte[0]),
