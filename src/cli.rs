@@ -118,6 +118,19 @@ const OPTIONS: &[Opt] = &[
         },
     },
     Opt {
+        name: "write-delay",
+        value: "MS",
+        help: "after a round of writes to 256+ clients, gather frames this long for the next; 0 = never [default: 2]",
+        set: |c, v| {
+            let ms: f64 = number(v)?;
+            if !(0.0..=1000.0).contains(&ms) {
+                return Err(format!("{v} ms is out of range (0 to 1000)"));
+            }
+            c.write_delay = Duration::from_secs_f64(ms / 1000.0);
+            Ok(())
+        },
+    },
+    Opt {
         name: "park-after",
         value: "SECS",
         help: "idle time after which a connection's thread ends and it waits in the parking thread; 0 = never [default: 5]",
@@ -587,6 +600,17 @@ mod tests {
         };
         assert_eq!((c.chat.max_rooms, c.chat.max_rooms_per_client), (7, 2));
         assert!(parse(&args("--max-rooms many")).is_err());
+        assert_eq!(c.write_delay, Duration::from_millis(2), "the default");
+        let Ok(Command::Serve(c)) = parse(&args("--write-delay 0.5")) else {
+            panic!("write delay")
+        };
+        assert_eq!(c.write_delay, Duration::from_micros(500));
+        for bad in ["1001", "-1", "NaN", "2ms"] {
+            assert!(
+                parse(&args(&format!("--write-delay {bad}"))).is_err(),
+                "{bad}"
+            );
+        }
         assert!(parse(&args("--addr nope")).is_err());
         assert!(parse(&args("--bogus 1")).is_err());
         assert!(parse(&args("--addr")).is_err());

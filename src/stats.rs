@@ -61,6 +61,8 @@ pub(crate) struct Stats {
     pub echoes_direct: AtomicU64,
     /// Of those, the ones the socket took only part of (the rest went to the dispatcher).
     pub echo_leftovers: AtomicU64,
+    /// Rounds of writes the dispatcher held for `write_delay` after a busy round.
+    pub write_holds: AtomicU64,
     /// In a cluster (`--redis`): this node's id; `None` on a single node (no cluster metrics).
     pub cluster_node: parking_lot::Mutex<Option<String>>,
     /// 1 while the last lease renewal reached Redis.
@@ -291,6 +293,12 @@ impl Stats {
             "counter",
             "Direct writes the client's socket took only part of; the dispatcher wrote the rest.",
             self.echo_leftovers.load(Relaxed),
+        );
+        metric(
+            "wschat_write_holds_total",
+            "counter",
+            "Rounds of writes held up to write_delay after a round that wrote to 256 clients or more, to gather more frames per send.",
+            self.write_holds.load(Relaxed),
         );
         metric(
             "wschat_chat_log_failing",

@@ -439,6 +439,9 @@ fn validate(cfg: &Config) -> Result<()> {
     if cfg.max_head_size < 1024 {
         return bad("max_head_size must be at least 1 KiB");
     }
+    if cfg.write_delay > Duration::from_secs(1) {
+        return bad("write_delay must be at most 1 s");
+    }
     if cfg.handshake_timeout.is_zero() {
         return bad("handshake_timeout must be above zero");
     }

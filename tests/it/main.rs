@@ -64,3 +64,4 @@ mod subprotocols;
 mod thread_cap;
 mod tokens_fail_closed;
 mod trickle;
+mod write_delay;
