@@ -184,6 +184,10 @@ pub(crate) struct Conn {
     tx: Sender<Event>,
     /// Already added to the parking thread's epoll once (re-arming is then a MOD).
     pub(crate) in_poller: bool,
+    /// The socket's read timeout is `park_after`: set on the first [`Conn::run`], so that a
+    /// connection that starts parked and never speaks (most of a broadcast's) costs no
+    /// `setsockopt` when it is accepted.
+    timed: bool,
     /// Runs once when the connection ends, wherever that happens (counters, the Left event).
     on_end: Option<Box<dyn FnOnce() + Send>>,
 }
@@ -246,6 +250,7 @@ impl Conn {
             host,
             tx,
             in_poller: false,
+            timed: false,
             on_end: Some(on_end),
         }
     }
@@ -286,6 +291,14 @@ impl Conn {
     /// Reads frames on the calling thread (starting with `first`, a result the parking thread
     /// already read) until the connection ends or stays silent for the socket's read timeout.
     pub(crate) fn run(&mut self, mut first: Option<WsResult<Message>>) -> Stop {
+        if !self.timed {
+            self.timed = true;
+            // Reads block until data arrives or `park_after` passes with none; then the
+            // connection is parked (park.rs). Zero: never park, so no timeout (also replacing
+            // whatever the request head's reading left).
+            let park_after = Some(self.cfg.park_after).filter(|d| !d.is_zero());
+            let _ = self.stream.set_read_timeout(park_after);
+        }
         loop {
             let result = first.take().unwrap_or_else(|| {
                 // A new message: its trickle deadline starts with its first byte.

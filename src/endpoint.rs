@@ -116,33 +116,49 @@ impl Direct {
 
     /// Writes `buf` (the gate is ours), then gives the gate back or hands the rest over.
     fn write(&mut self, id: ClientId, tx: &Sender<Event>) -> bool {
-        let mut sent = 0;
-        let mut failed = false;
-        // Bounded: each pass writes something, or ends on EAGAIN or an error.
-        while sent < self.buf.len() {
-            match sys::send_nonblocking(&*self.stream, &self.buf[sent..]) {
-                Ok(0) => break,
-                Ok(n) => sent += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                // A failed socket: this thread's next read fails and ends the connection; the
-                // rest of the frame is dropped with it (the client is gone).
-                Err(_) => {
-                    failed = true;
-                    break;
-                }
+        write_held(&self.stream, &self.gate, &self.stats, id, &self.buf, tx)
+    }
+}
+
+/// Writes `bytes` to a client's socket while this thread holds its write gate (`gate.rs`): an
+/// echo, or the 101 written by the thread that accepted the handshake. One non-blocking pass;
+/// what the socket does not take goes to the dispatcher as a leftover, to be written before
+/// anything it queued meanwhile. Then the gate goes back, and the dispatcher is told if it
+/// wanted to write meanwhile. `false`: the dispatcher is gone.
+pub(crate) fn write_held(
+    stream: &TcpStream,
+    gate: &WriteGate,
+    stats: &Stats,
+    id: ClientId,
+    bytes: &[u8],
+    tx: &Sender<Event>,
+) -> bool {
+    let mut sent = 0;
+    let mut failed = false;
+    // Bounded: each pass writes something, or ends on EAGAIN or an error.
+    while sent < bytes.len() {
+        match sys::send_nonblocking(stream, &bytes[sent..]) {
+            Ok(0) => break,
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            // A failed socket: the reader's next read fails and ends the connection; the
+            // rest is dropped with it (the client is gone).
+            Err(_) => {
+                failed = true;
+                break;
             }
         }
-        self.stats.bytes_out.fetch_add(sent as u64, Relaxed);
-        if sent < self.buf.len() && !failed {
-            self.stats.echo_leftovers.fetch_add(1, Relaxed);
-            self.gate.handed_over();
-            let bytes = self.buf[sent..].to_vec();
-            return tx.send(Event::Leftover { id, bytes }).is_ok();
-        }
-        // The dispatcher wanted to write while this thread did: tell it it may now.
-        !self.gate.written() || tx.send(Event::Writable { id }).is_ok()
     }
+    stats.bytes_out.fetch_add(sent as u64, Relaxed);
+    if sent < bytes.len() && !failed {
+        stats.echo_leftovers.fetch_add(1, Relaxed);
+        gate.handed_over();
+        let rest = bytes[sent..].to_vec();
+        return tx.send(Event::Leftover { id, bytes: rest }).is_ok();
+    }
+    // The dispatcher wanted to write while this thread did: tell it it may now.
+    !gate.written() || tx.send(Event::Writable { id }).is_ok()
 }
 
 impl Frames {

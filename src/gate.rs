@@ -1,7 +1,11 @@
-//! Who may write an echo client's socket right now: its reader, or the dispatcher.
+//! Who may write a client's socket right now: one of its own threads, or the dispatcher.
 //!
-//! Every socket has one writer at a time, so frames never interleave. For relay and chat
-//! clients that writer is always the dispatcher. An echo answers its sender only, so when the
+//! Every socket has one writer at a time, so frames never interleave. The thread that accepted
+//! a relay or echo handshake writes its 101 (one `send` where the head was read, no wake-up of
+//! the dispatcher on the way): the gate starts held by it, and the dispatcher, already told of
+//! the client (registration comes first, so a client that has seen its 101 misses nothing
+//! sent after it), writes nothing until the 101 is out. After that, a relay client's only
+//! writer is the dispatcher, which drops the gate. An echo answers its sender only, so when the
 //! dispatcher holds nothing for that client, the reader that just read the message can write
 //! the echo itself (one non-blocking `send`) instead of waking the dispatcher to do it: one
 //! thread wake-up per round trip instead of two. This gate is what keeps that safe:
@@ -18,7 +22,8 @@
 //!   reader, on finishing, sees the claim and tells it (`Event::Writable`, or the leftover).
 //!   It gives the gate back only when its queue is empty and nothing of this client is in
 //!   flight, and never once the client is closing, so nothing is ever written after a Close.
-//! - The gate starts claimed by the dispatcher, which writes the 101 before anything else.
+//! - The gate starts held by the thread that accepted the handshake, as if it were the reader
+//!   writing: it writes the 101 (the same steps as an echo), and only then may anyone else.
 //!
 //! One atomic word, no lock: neither side ever waits for the other.
 
@@ -38,9 +43,10 @@ const IN_FLIGHT: u64 = 8;
 pub(crate) struct WriteGate(AtomicU64);
 
 impl WriteGate {
-    /// Claimed by the dispatcher, which writes the handshake's 101 first.
+    /// Held by the thread that accepted the handshake, which writes the 101 first and then
+    /// calls [`WriteGate::written`] (or [`WriteGate::handed_over`]).
     pub(crate) fn new() -> WriteGate {
-        WriteGate(AtomicU64::new(HUB))
+        WriteGate(AtomicU64::new(READER))
     }
 
     // The reader's side.
@@ -104,19 +110,24 @@ impl WriteGate {
 mod tests {
     use super::*;
 
-    /// A gate whose 101 is out: the dispatcher claimed it, wrote, and gave it back.
+    /// A gate whose 101 is out, the dispatcher never having wanted to write meanwhile.
     fn free() -> WriteGate {
         let g = WriteGate::new();
-        assert!(g.claim());
-        g.release();
+        assert!(!g.written());
         g
     }
 
     #[test]
-    fn starts_with_the_dispatcher_until_it_releases() {
+    fn the_101_goes_first_and_a_claim_meanwhile_is_reported() {
         let g = WriteGate::new();
-        assert!(!g.try_write(), "the 101 is the dispatcher's to write first");
+        assert!(!g.try_write(), "the 101 is being written");
+        assert!(!g.claim(), "the dispatcher must wait for the 101");
+        assert!(
+            g.written(),
+            "the dispatcher wanted to write: it must be told"
+        );
         assert!(g.claim());
+        assert!(!g.try_write(), "the dispatcher holds it until it releases");
         g.release();
         assert!(g.try_write());
         assert!(!g.written());
@@ -160,7 +171,7 @@ mod tests {
 
     #[test]
     fn many_in_flight_are_counted_each() {
-        let g = WriteGate::new();
+        let g = free();
         for _ in 0..3 {
             g.sent_to_hub();
         }

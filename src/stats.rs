@@ -53,10 +53,12 @@ pub(crate) struct Stats {
     pub threads: AtomicUsize,
     pub threads_limit: AtomicUsize,
     pub threads_refused: AtomicU64,
-    /// WebSocket handshakes finished on the accept thread (the head had arrived whole), and
-    /// connections that needed a thread of their own for their first head.
+    /// WebSocket handshakes finished on the accept thread, and connections whose first head
+    /// went to a thread of their own (plain HTTP, a chat login, a refusal, a host hook).
     pub handshakes_inline: AtomicU64,
     pub heads_on_threads: AtomicU64,
+    /// Connections whose first head is still arriving (`door.rs`).
+    pub heads_arriving: AtomicU64,
     /// Echoes written by the reader that read them (`gate.rs`), not by the dispatcher.
     pub echoes_direct: AtomicU64,
     /// Of those, the ones the socket took only part of (the rest went to the dispatcher).
@@ -273,14 +275,20 @@ impl Stats {
         metric(
             "wschat_handshakes_inline_total",
             "counter",
-            "WebSocket handshakes completed where the connection was accepted, without a thread (the request head had arrived whole).",
+            "WebSocket handshakes completed on the accept thread, without a thread of their own (the head was read there as it arrived).",
             self.handshakes_inline.load(Relaxed),
         );
         metric(
             "wschat_heads_on_threads_total",
             "counter",
-            "Connections whose first request head was read on a connection thread (it had not arrived whole, plain HTTP, a chat login, or a host hook).",
+            "Connections whose first request head went to a connection thread (plain HTTP, a chat login, a refusal, or a host hook).",
             self.heads_on_threads.load(Relaxed),
+        );
+        metric(
+            "wschat_heads_arriving",
+            "gauge",
+            "Accepted connections whose first request head has not all arrived yet (they hold no thread; 408 after the handshake timeout).",
+            self.heads_arriving.load(Relaxed),
         );
         metric(
             "wschat_echoes_direct_total",

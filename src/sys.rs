@@ -143,10 +143,13 @@ pub(crate) fn nofile_limit() -> u64 {
     }
 }
 
-/// An epoll instance used only for "tell me when this socket can take more bytes".
+/// An epoll instance: "tell me when this socket can take more bytes" (the dispatcher), "when
+/// this parked connection speaks" (the parking thread), "when a connection or a request head
+/// arrives" (the accept thread).
 ///
-/// Registrations are one-shot (`EPOLLONESHOT`): a socket is armed when a write hit `EAGAIN` and
-/// disarmed by the event itself, so a socket with nothing pending never wakes anyone.
+/// The first two are one-shot (`EPOLLONESHOT`): a socket is armed when a write hit `EAGAIN` or
+/// it was parked, and disarmed by the event itself, so a socket with nothing pending never
+/// wakes anyone. The accept thread's are level-triggered ([`Epoll::watch_readable`]).
 pub(crate) struct Epoll {
     fd: OwnedFd,
     wake: OwnedFd,
@@ -208,6 +211,13 @@ impl Epoll {
             libc::EPOLL_CTL_MOD
         };
         self.ctl(op, fd.as_raw_fd(), events, key)
+    }
+
+    /// Watches `fd` for "readable, or the peer hung up" until [`Epoll::remove`]: reported by
+    /// every wait while it holds (level-triggered), for a listener or a request head arriving.
+    pub(crate) fn watch_readable(&self, fd: &impl AsRawFd, key: u64) -> io::Result<()> {
+        let events = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
+        self.ctl(libc::EPOLL_CTL_ADD, fd.as_raw_fd(), events, key)
     }
 
     /// Removes `fd`; call before the descriptor is closed (the caller still owns it).

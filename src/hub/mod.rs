@@ -104,10 +104,11 @@ type IdMap<V> = HashMap<ClientId, V, std::hash::BuildHasherDefault<IdHasher>>;
 
 /// What the dispatcher is told, by connection threads, the writer poller and the handle.
 pub(crate) enum Event {
-    /// A handshake was accepted; from now on the dispatcher writes to `stream`, starting with
-    /// `handshake` (the 101 response). Writing the 101 here rather than in the connection
-    /// thread makes registration and the 101 one step: a client that has seen its 101 is
-    /// already a member of its channel and misses nothing sent after it.
+    /// A handshake was accepted; from now on the dispatcher writes to `stream`. `handshake`:
+    /// the 101 for the dispatcher to write first (a chat client), or empty: the thread that
+    /// accepted it writes the 101 after sending this, behind `gate`, and the dispatcher writes
+    /// nothing before. Either way registration comes before the 101: a client that has seen
+    /// its 101 is already a member of its channel and misses nothing sent after it.
     Open {
         id: ClientId,
         stream: Arc<TcpStream>,
@@ -117,7 +118,8 @@ pub(crate) enum Event {
         expires: Option<Instant>,
         /// The access token it presented, to cut it if the token is revoked.
         token: Option<Arc<str>>,
-        /// An echo client's write gate, shared with its reader (`gate.rs`).
+        /// The write gate of a client whose 101 its accepting thread writes (and of an echo
+        /// client, whose reader writes echoes: `gate.rs`).
         gate: Option<Arc<WriteGate>>,
     },
     /// A complete text (`frame::TEXT`, valid UTF-8) or binary message from a client.
@@ -503,7 +505,11 @@ impl Hub {
         // A chat client is registered like any other: the chat worker (told by the
         // connection thread after this event was sent) decides what it receives.
         let c = self.clients.entry(id).or_insert(client);
-        mark_dirty(&mut self.dirty, id, c);
+        // Nothing queued (its 101 is written by the thread that accepted it): no write now,
+        // so no claim on its gate and no wake-up back when the 101 is out.
+        if c.queue.pending() > 0 || c.closing {
+            mark_dirty(&mut self.dirty, id, c);
+        }
     }
 
     /// Appends one frame to the queue of every member of `channel` except `except`.
@@ -730,6 +736,11 @@ impl Hub {
         if c.waiting || c.gate.as_ref().is_some_and(|g| !g.claim()) {
             Hub::account(&self.budget, c);
             return self.check_backlog(id);
+        }
+        if !c.echo {
+            // Claimed: the 101 is out. From now on only the dispatcher writes to a relay
+            // client: no more gate to keep (nor its allocation).
+            c.gate = None;
         }
         let (flushed, written) = c.queue.flush(&*c.stream);
         Hub::account(&self.budget, c);

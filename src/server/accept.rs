@@ -1,5 +1,6 @@
-//! The accept loop, and one connection's life: its first request head, then plain HTTP
-//! (`web.rs`) or a WebSocket handshake that becomes a client of the dispatcher.
+//! The accept loop (with the front door, `door.rs`, for heads still arriving), and one
+//! connection's life: its first request head, then plain HTTP (`web.rs`) or a WebSocket
+//! handshake that becomes a client of the dispatcher.
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use log::{debug, trace, warn};
 
 use super::admission::{self, Slot};
+use super::door::{Arrival, Door, LISTENER_KEY, Progress};
 use super::{Handle, Shared};
 use crate::auth::Grant;
 use crate::chat::Rights;
@@ -18,125 +20,194 @@ use crate::chat::worker::ChatEvent;
 use crate::config::Config;
 use crate::conn::{Conn, Host};
 use crate::embed::ServerEvent;
-use crate::endpoint::{Direct, Endpoint, Frames, Throttle};
+use crate::endpoint::{Direct, Endpoint, Frames, Throttle, write_held};
 use crate::gate::WriteGate;
 use crate::http::{self, Head, HeadError};
 use crate::hub::Event;
 use crate::park;
+use crate::sys;
 use crate::upgrade::{self, Accepted, Route};
 use crate::web::{self, Site};
 
-/// After `accept` fails for lack of descriptors or memory, wait this long before trying again:
-/// the connection stays in the backlog, and retrying at once would spin a core until a
-/// descriptor frees up.
+/// After `accept` fails for lack of descriptors or memory, stop accepting this long: the
+/// connection stays in the backlog, and retrying at once would spin a core until a descriptor
+/// frees up. Heads already arriving are still read meanwhile.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
+/// After any other failure of `accept` (not expected; logged), the same pause, shorter.
+const ACCEPT_RETRY: Duration = Duration::from_millis(5);
+
+/// Connections accepted per wake-up before arriving heads get their turn: a connect flood
+/// cannot starve the heads (the listener stays ready, so the next wait returns at once).
+const ACCEPT_BURST: usize = 128;
+
+/// The accept thread: one epoll for the listener and the heads still arriving (`door.rs`).
+/// A connection whose head is whole, a WebSocket upgrade that needs nothing slow, becomes a
+/// client here, with no thread; everything else goes to a connection thread with its head.
 pub(super) fn accept_loop(shared: &Arc<Shared>) {
+    let epoll = &shared.door;
+    let cfg = &shared.cfg;
+    let mut door = Door::new(cfg.handshake_timeout, cfg.max_head_size);
+    let mut paused_until: Option<Instant> = None;
     let mut last_warning: Option<Instant> = None;
+    let mut keys = Vec::with_capacity(256);
     loop {
+        let now = Instant::now();
+        if paused_until.is_some_and(|t| now >= t) {
+            paused_until = None;
+            if let Err(e) = epoll.watch_readable(&shared.listener, LISTENER_KEY) {
+                // Not expected (the listener was watched before): try again after a pause.
+                warn!("cannot watch the listener again: {e}");
+                paused_until = Some(now + ACCEPT_BACKOFF);
+            }
+        }
+        let wake_at = [door.next_deadline(), paused_until]
+            .into_iter()
+            .flatten()
+            .min();
+        keys.clear();
+        if let Err(e) = epoll.wait_timeout(&mut keys, wait_ms(wake_at, now)) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                warn!("accept thread: epoll_wait failed: {e}");
+                std::thread::sleep(ACCEPT_RETRY);
+            }
+        }
+        if shared.stopping.load(SeqCst) {
+            break;
+        }
+        for &key in &keys {
+            match key {
+                LISTENER_KEY => {
+                    if let Some(pause) = accept_burst(shared, &mut door, &mut last_warning) {
+                        epoll.remove(&shared.listener);
+                        paused_until = Some(Instant::now() + pause);
+                    }
+                }
+                sys::WAKE_KEY => {} // the shutdown: `stopping` is set
+                key => match door.read(epoll, key) {
+                    Some((arrival, Progress::Whole)) => arrived(shared, arrival),
+                    Some((arrival, Progress::TooLarge)) => refuse_head(shared, arrival, 431),
+                    _ => {} // more to come, or gone
+                },
+            }
+        }
+        for late in door.expired(epoll, Instant::now()) {
+            refuse_head(shared, late, 408);
+        }
+        shared
+            .stats
+            .heads_arriving
+            .store(door.len() as u64, Relaxed);
+    }
+    debug!("accept loop ended");
+}
+
+/// Milliseconds until `at` for `epoll_wait`, rounded up (waking early would just wait again);
+/// -1 (no deadline): until something happens.
+fn wait_ms(at: Option<Instant>, now: Instant) -> i32 {
+    at.map_or(-1, |at| {
+        let nanos = at.saturating_duration_since(now).as_nanos();
+        nanos.div_ceil(1_000_000).min(i32::MAX as u128) as i32
+    })
+}
+
+/// Accepts what the listener holds, up to [`ACCEPT_BURST`]; returns how long to stop accepting
+/// when `accept` failed.
+fn accept_burst(
+    shared: &Arc<Shared>,
+    door: &mut Door,
+    last_warning: &mut Option<Instant>,
+) -> Option<Duration> {
+    for _ in 0..ACCEPT_BURST {
         let (stream, peer) = match shared.listener.accept() {
             Ok(accepted) => accepted,
-            Err(e) => {
-                if shared.stopping.load(SeqCst) {
-                    break;
-                }
-                let out_of_resources = matches!(
-                    e.raw_os_error(),
-                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-                );
-                if !matches!(
-                    e.kind(),
-                    io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
-                ) {
+            Err(e) => match e.kind() {
+                io::ErrorKind::WouldBlock => return None,
+                io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => continue,
+                _ => {
+                    if shared.stopping.load(SeqCst) {
+                        return None;
+                    }
                     // One line per 10 s at most: a descriptor shortage fails every accept.
                     if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
                         warn!("accept failed (will retry): {e}");
-                        last_warning = Some(Instant::now());
+                        *last_warning = Some(Instant::now());
                     }
-                    std::thread::sleep(if out_of_resources {
+                    let out_of_resources = matches!(
+                        e.raw_os_error(),
+                        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                    );
+                    return Some(if out_of_resources {
                         ACCEPT_BACKOFF
                     } else {
-                        Duration::from_millis(5)
+                        ACCEPT_RETRY
                     });
                 }
-                continue;
-            }
+            },
         };
         if shared.stopping.load(SeqCst) {
-            break;
+            return None;
         }
         let Some(slot) = admission::take_slot(shared, peer.ip()) else {
             admission::reject_over_capacity(shared, stream, peer);
             continue;
         };
-        // Most upgrade requests arrive whole with the connection: those become clients right
-        // here, without a thread (a thread start and its stack cost more than the handshake).
-        let Some((slot, stream, carried)) = front_door(slot, stream, peer) else {
-            continue;
+        let mut arrival = Arrival {
+            slot,
+            stream,
+            peer,
+            head: Vec::new(),
         };
-        shared.stats.heads_on_threads.fetch_add(1, Relaxed);
-        let threads = &shared.parking.threads;
-        if threads.full() {
-            // Every connection thread is taken: a new connection can retry; the ones parked
-            // keep being served.
-            drop(slot);
-            admission::reject_over_capacity(shared, stream, peer);
-            continue;
-        }
-        if threads
-            .spawn(Box::new(move || serve(slot, stream, peer, carried)))
-            .is_err()
-        {
-            // The job, and the slot in it, was dropped: the counts are already given back.
-            if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
-                warn!("no connection thread for a new connection (dropped)");
-                last_warning = Some(Instant::now());
+        // Most upgrade requests arrive whole with the connection, or a moment after it.
+        match arrival.read(shared.cfg.max_head_size) {
+            Progress::Whole => arrived(shared, arrival),
+            Progress::More => {
+                if let Err(e) = door.admit(&shared.door, arrival) {
+                    debug!("{peer}: cannot watch its request head, closing it: {e}");
+                }
             }
+            Progress::TooLarge => refuse_head(shared, arrival, 431),
+            Progress::Gone => {}
         }
     }
-    debug!("accept loop ended");
+    None
 }
 
-/// The bytes one non-blocking read takes from a new connection: a WebSocket upgrade from a
-/// browser is 400-1,500 bytes (cookies included); a head that does not fit goes to a thread.
-const FRONT_DOOR_READ: usize = 4096;
+/// A head that did not end in time (408) or within `max_head_size` (431): answered by a
+/// rejecter thread, not a connection thread (those may all be taken, and the heads that give
+/// up at one deadline can be many).
+fn refuse_head(shared: &Arc<Shared>, arrival: Arrival, status: u16) {
+    let Arrival {
+        slot, stream, peer, ..
+    } = arrival;
+    debug!("{peer}: no request head: {status}");
+    admission::answer_and_close(shared, stream, Some(slot), status, None);
+}
 
-/// On the accept thread: a WebSocket upgrade whose head has already arrived, whole, is checked
-/// and handed to the dispatcher here, with no thread started; everything else (the head not
-/// all there yet, plain HTTP, a refusal to answer, a chat login, which may wait on the chat's
-/// disk, and any host hook or event channel, which are the host's code and may block) goes to
-/// a thread with what was read so far. Nothing here waits: one `recv` with `MSG_DONTWAIT`,
-/// so a slow head never delays the connections behind it, and the slow ones keep the 5 s /
-/// 16 KiB bounds of `http::read_head_after` on their thread.
-fn front_door(
-    mut slot: Slot,
-    stream: TcpStream,
-    peer: SocketAddr,
-) -> Option<(Slot, TcpStream, Vec<u8>)> {
-    let shared = &*slot.shared.clone();
+/// A whole head: a WebSocket upgrade is checked and handed to the dispatcher here, with no
+/// thread started; everything else (plain HTTP, a refusal to answer, a chat login, which may
+/// wait on the chat's disk, and any host hook or event channel, which are the host's code and
+/// may block) goes to a connection thread with the head.
+fn arrived(shared: &Arc<Shared>, arrival: Arrival) {
+    let Arrival {
+        mut slot,
+        stream,
+        peer,
+        head: bytes,
+    } = arrival;
     if shared.events.is_some() || shared.hooks.admit.is_some() {
-        return Some((slot, stream, Vec::new()));
+        return to_thread(shared, slot, stream, peer, bytes);
     }
-    // On the stack: most of what is read here is parsed and dropped at once, so a heap
-    // buffer would be an allocation and a free per connection for nothing. (It did not
-    // change idle memory measurably; BENCHMARKS.md.)
-    let mut stack = [0u8; FRONT_DOOR_READ];
-    let limit = FRONT_DOOR_READ.min(shared.cfg.max_head_size);
-    let n = match crate::sys::recv_nonblocking(&stream, &mut stack[..limit]) {
-        Ok(n) if n > 0 => n,
-        _ => return Some((slot, stream, Vec::new())), // nothing yet, closed or failed: the thread sees
-    };
-    let buf = &stack[..n];
-    let Some(Ok(head)) = http::complete_head(buf) else {
-        return Some((slot, stream, buf.to_vec()));
+    let Some(Ok(head)) = http::complete_head(&bytes) else {
+        return to_thread(shared, slot, stream, peer, bytes); // malformed: 400 there
     };
     if !upgrade::wants_websocket(&head) || !slot.identify(&head) {
-        return Some((slot, stream, buf.to_vec()));
+        return to_thread(shared, slot, stream, peer, bytes);
     }
     let cfg = &shared.cfg;
     let accepted = match upgrade::accept(&head, &|route| protocols(cfg, route)) {
         Ok(accepted) if !matches!(accepted.route, Route::Chat { .. }) => accepted,
-        _ => return Some((slot, stream, buf.to_vec())),
+        _ => return to_thread(shared, slot, stream, peer, bytes),
     };
     let peer = slot.client(peer);
     trace!("{peer}: {} {}", head.method, head.logged_target());
@@ -149,18 +220,35 @@ fn front_door(
         Err(refusal) => {
             // Answering lingers (up to a second) over the closing socket: on a thread. Without
             // one (all taken), the connection is closed unanswered, as over capacity.
-            let threads = shared.parking.threads.clone();
-            let _ = threads.spawn(Box::new(move || {
+            let _ = shared.parking.threads.spawn(Box::new(move || {
                 refusal.answer(&stream);
                 drop(slot);
             }));
         }
     }
-    None
 }
 
-/// One TCP connection, from its first byte to its end: read the head (`carried`: what the
-/// accept thread already read of it), then serve plain HTTP (`web.rs`, with keep-alive) until
+/// Serves a connection with a whole head on a connection thread; at the cap on threads, 503.
+fn to_thread(shared: &Arc<Shared>, slot: Slot, stream: TcpStream, peer: SocketAddr, head: Vec<u8>) {
+    shared.stats.heads_on_threads.fetch_add(1, Relaxed);
+    let threads = &shared.parking.threads;
+    if threads.full() {
+        // Every connection thread is taken: a new connection can retry; the ones parked
+        // keep being served.
+        drop(slot);
+        return admission::reject_over_capacity(shared, stream, peer);
+    }
+    if threads
+        .spawn(Box::new(move || serve(slot, stream, peer, head)))
+        .is_err()
+    {
+        // The job, and the slot in it, was dropped: the counts are already given back.
+        debug!("{peer}: no connection thread for it (dropped)");
+    }
+}
+
+/// One TCP connection on its thread, from its first head to its end: the head (`carried`:
+/// whole, as the accept thread read it; `read_head_after` just parses it), then serve plain HTTP (`web.rs`, with keep-alive) until
 /// the connection ends or asks for a WebSocket, whose handshake is checked here and which
 /// [`start_websocket`] hands to the dispatcher.
 fn serve(mut slot: Slot, stream: TcpStream, peer: SocketAddr, carried: Vec<u8>) {
@@ -252,11 +340,10 @@ fn start_websocket(
     let id = shared.next_id.fetch_add(1, Relaxed);
     debug!("{peer}: client {id} connected to {:?}", accepted.route);
     let stream = Arc::new(stream);
-    // Reads block until data arrives or `park_after` passes with none; then the connection is
-    // parked (park.rs): an idle client costs no wake-ups and no thread. Only the dispatcher
-    // writes (the 101 first), with non-blocking sends.
+    // Its reads wait at most `park_after` (set by `Conn::run`); then the connection is parked
+    // (park.rs): an idle client costs no wake-ups and no thread. Its writer is the
+    // dispatcher, after the 101 (below) and except an echo's direct writes (`gate.rs`).
     let park_after = (!cfg.park_after.is_zero()).then_some(cfg.park_after);
-    let _ = stream.set_read_timeout(park_after);
     shared.stats.ws_open.fetch_add(1, Relaxed);
     shared.stats.ws_total.fetch_add(1, Relaxed);
     let host = Host {
@@ -271,8 +358,12 @@ fn start_websocket(
             peer,
         });
     }
-    // An echo's reader writes the echo itself while the dispatcher holds nothing for it.
-    let gate = (accepted.route == Route::Echo).then(|| Arc::new(WriteGate::new()));
+    // The 101 of a relay or echo client is written here, right after the dispatcher is told
+    // of the client (`gate.rs`); an echo's reader then writes echoes itself while the
+    // dispatcher holds nothing for it. A chat client's 101 is the dispatcher's to write: the
+    // chat worker speaks to it at once, through the dispatcher.
+    let write_101 = !matches!(accepted.route, Route::Chat { .. });
+    let gate = write_101.then(|| Arc::new(WriteGate::new()));
     let (endpoint, login): (Box<dyn Endpoint>, _) = match &accepted.route {
         Route::Chat { name, room, bound } => (
             Box::new(ChatEndpoint::new(
@@ -327,21 +418,30 @@ fn start_websocket(
             + at.duration_since(SystemTime::now())
                 .unwrap_or(Duration::ZERO)
     });
-    // The dispatcher registers the client (and writes its 101) before the chat worker hears
-    // of it, so the chat's first answer (`welcome`) always finds the client registered.
+    // The dispatcher registers the client (and writes a chat client's 101) before the chat
+    // worker hears of it, so the chat's first answer (`welcome`) always finds the client
+    // registered.
+    let (handshake, response) = if write_101 {
+        (Vec::new(), accepted.response)
+    } else {
+        (accepted.response, Vec::new())
+    };
     let opened = shared
         .tx
         .send(Event::Open {
             id,
             stream: stream.clone(),
-            handshake: accepted.response,
+            handshake,
             route: accepted.route,
             expires,
             token: grant.and_then(|g| g.token),
-            gate,
+            gate: gate.clone(),
         })
         .is_ok()
         && login.is_none_or(|login| shared.chat.send(login).is_ok());
+    if let Some(gate) = gate.filter(|_| opened) {
+        write_held(&stream, &gate, &shared.stats, id, &response, &shared.tx);
+    }
     let events = host.events.clone();
     let on_end = Box::new(move || {
         slot.shared.stats.ws_open.fetch_sub(1, Relaxed);

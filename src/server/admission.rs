@@ -130,18 +130,34 @@ impl Shared {
 }
 
 pub(super) fn reject_over_capacity(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
-    shared.stats.rejected(503);
+    debug!("{peer}: over the connection limit, answering 503");
+    answer_and_close(shared, stream, None, 503, Some(("Retry-After", "5")));
+}
+
+/// Answers `status` and closes, on a short-lived thread of its own (the answer lingers up to a
+/// second over the closing socket, see `http::reject`), keeping `slot` (if any) until then:
+/// for connections that have no connection thread and must not take one (over capacity, or a
+/// head the front door gave up on). At most [`MAX_REJECTERS`] at once; past it, closed
+/// unanswered.
+pub(super) fn answer_and_close(
+    shared: &Arc<Shared>,
+    stream: TcpStream,
+    slot: Option<Slot>,
+    status: u16,
+    header: Option<(&'static str, &'static str)>,
+) {
+    shared.stats.rejected(status);
     if shared.rejecters.fetch_add(1, Relaxed) >= MAX_REJECTERS {
         shared.rejecters.fetch_sub(1, Relaxed);
         return; // dropped: closes the socket
     }
-    debug!("{peer}: over the connection limit, answering 503");
     let s = shared.clone();
     let spawned = std::thread::Builder::new()
-        .name("wschat-503".into())
+        .name(format!("wschat-{status}"))
         .stack_size(64 * 1024)
         .spawn(move || {
-            http::reject(&stream, 503, &[("Retry-After", "5")]);
+            http::reject(&stream, status, header.as_slice());
+            drop(slot);
             s.rejecters.fetch_sub(1, Relaxed);
         });
     if spawned.is_err() {

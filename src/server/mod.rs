@@ -4,10 +4,11 @@
 
 mod accept;
 mod admission;
+mod door;
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
@@ -60,6 +61,8 @@ struct Shared {
     hooks: Hooks,
     events: Option<Sender<ServerEvent>>,
     parking: Arc<Parking>,
+    /// The accept thread's epoll: the listener and the heads still arriving (`door.rs`).
+    door: Epoll,
 }
 
 /// Starts a server with hooks and events; see [`Server::builder`].
@@ -298,6 +301,9 @@ impl Server {
         let epoll = Arc::new(Epoll::new()?);
         let budget = Arc::new(Budget::new(cfg.max_buffered_bytes));
         let parking = Arc::new(Parking::new(&cfg, stats.clone())?);
+        // The accept thread waits in epoll, for new connections and for heads still arriving.
+        let door = Epoll::new()?;
+        watch_listener(&listener, &door)?;
         let shared = Arc::new(Shared {
             cfg: cfg.clone(),
             local_addr,
@@ -315,6 +321,7 @@ impl Server {
             hooks,
             events: events_tx.clone(),
             parking: parking.clone(),
+            door,
         });
 
         let mut threads = Vec::new();
@@ -427,6 +434,12 @@ impl Drop for Server {
 /// How long `Handle::say` waits on a cluster node: Redis's command timeout (2 s) several times
 /// over, so only a message that will never be answered runs into it.
 const CLUSTER_SAY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The listener never blocks (the accept thread takes what it holds, then waits in epoll).
+fn watch_listener(listener: &TcpListener, door: &Epoll) -> io::Result<()> {
+    listener.set_nonblocking(true)?;
+    door.watch_readable(listener, door::LISTENER_KEY)
+}
 
 fn validate(cfg: &Config) -> Result<()> {
     let bad = |m: &str| Err(Error::Config(m.to_string()));
@@ -786,10 +799,9 @@ impl Handle {
             return;
         }
         info!("shutting down");
-        if sys::shutdown_listener(&self.shared.listener).is_err() {
-            // Not Linux-like: wake the accept loop by connecting to it.
-            let _ = TcpStream::connect_timeout(&self.shared.local_addr, Duration::from_secs(1));
-        }
+        // Pending and future accepts fail from now on; the accept thread's wait ends.
+        let _ = sys::shutdown_listener(&self.shared.listener);
+        self.shared.door.wake();
         let _ = self.shared.tx.send(Event::Shutdown);
     }
 }

@@ -38,6 +38,7 @@ mod echo;
 mod embed;
 mod emfile;
 mod examples;
+mod front_door;
 mod fuzz_frames;
 mod fuzz_handshake;
 mod fuzz_keepalive;

@@ -102,3 +102,28 @@ fn invalid_channel_names_are_404() {
         assert!(answer.starts_with("HTTP/1.1 404"), "{path}: {answer}");
     }
 }
+
+/// A client that has seen its 101 is already a member of its channel: a message sent right
+/// after the handshake returns reaches it (the thread that accepted it tells the dispatcher
+/// first and writes the 101 second, `gate.rs`). Many times, as a race would show only now and
+/// then.
+#[test]
+fn a_client_that_has_seen_its_101_gets_what_is_sent_right_after() {
+    let server = start(|c| c.relay_rate = 0.0);
+    let addr = server.local_addr();
+    let handle = server.handle();
+    let mut sender = connect(addr, "/");
+    for i in 0..200 {
+        let mut fresh = connect(addr, "/");
+        if i % 2 == 0 {
+            sender.send(Message::text(format!("m{i}"))).unwrap();
+        } else {
+            handle.publish_text("", format!("m{i}")).unwrap();
+        }
+        assert_eq!(recv_text(&mut fresh), format!("m{i}"));
+        // The sender hears the publishes (it is a member too); drain them in order.
+        if i % 2 == 1 {
+            assert_eq!(recv_text(&mut sender), format!("m{i}"));
+        }
+    }
+}

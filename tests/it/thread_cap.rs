@@ -1,7 +1,7 @@
-//! A global cap on connection threads: while every thread is taken (here by two slow request
-//! heads), a new connection that needs a thread (its head not all there when it is accepted)
-//! gets 503 (a whole upgrade head that came with the connection needs no thread: the accept
-//! thread admits it, see `accept.rs::front_door`), parked clients keep being served (a ping is answered by
+//! A global cap on connection threads: while every thread is taken (here by two idle HTTP
+//! keep-alive connections), a new connection that needs a thread (plain HTTP) gets 503, while
+//! one whose head is still arriving holds no thread and is not refused (it waits in the accept
+//! thread's front door, `door.rs`), parked clients keep being served (a ping is answered by
 //! the parking thread), and a parked client that speaks waits for the next free thread instead
 //! of being refused: its message is delivered once one frees up.
 
@@ -32,26 +32,39 @@ fn at_the_thread_cap_new_connections_wait_outside_and_parked_ones_wait_inside() 
         "wschat_connection_threads"
     ) == 0));
 
-    // Two clients that start a request head and stop: each holds a thread for up to 2 s.
+    // Two HTTP clients that keep their connection open after an answer: each holds a thread,
+    // waiting for its next request, for up to 2 s (the handshake timeout).
     let slow: Vec<TcpStream> = (0..2)
         .map(|_| {
             let mut s = TcpStream::connect(addr).unwrap();
-            s.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                .unwrap();
+            let answer = read_response_head(&mut s);
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
             s
         })
         .collect();
     assert!(
         wait_until(IO_TIMEOUT, || metric(&handle, "wschat_connection_threads")
             == 2),
-        "the slow heads did not take the threads"
+        "the keep-alive connections did not keep the threads"
     );
     assert_eq!(metric(&handle, "wschat_connection_threads_limit"), 2);
 
-    // A new connection whose head is not whole when it is accepted needs a thread: 503, not a
-    // third thread. (Only the first line is sent first, so the accept thread's one read can
-    // never see the whole head, whatever the timing.)
+    // A head still arriving needs no thread: it waits in the front door, not refused.
+    let mut arriving = TcpStream::connect(addr).unwrap();
+    arriving.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+    assert!(wait_until(IO_TIMEOUT, || metric(
+        &handle,
+        "wschat_heads_arriving"
+    ) == 1));
+    assert_eq!(metric(&handle, "wschat_connection_threads"), 2);
+
+    // A new plain HTTP request needs a thread: 503, not a third thread.
     let mut third = TcpStream::connect(addr).unwrap();
-    third.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+    third
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
     let answer = read_response_head(&mut third);
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
 
@@ -63,9 +76,11 @@ fn at_the_thread_cap_new_connections_wait_outside_and_parked_ones_wait_inside() 
         Message::Pong(p) => assert_eq!(&p[..], b"still there"),
         other => panic!("expected the pong, got {other:?}"),
     }
-    // It speaks: it waits for a thread (the slow heads' 408s free them), then is delivered.
+    // It speaks: it waits for a thread (the keep-alive connections' ends free them), then is
+    // delivered.
     speaker.send(Message::text("hello")).unwrap();
     assert_eq!(recv_text(&mut listener), "hello");
     assert!(metric(&handle, "wschat_connection_threads_full_total") >= 1);
     drop(slow);
+    drop(arriving);
 }
