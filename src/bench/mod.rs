@@ -351,8 +351,12 @@ fn report(
         "handshakes_per_sec": per_sec(connected, connect_secs).round(),
         "handshake_ms": {
             "p50": ms_value(t.handshake.quantile(0.5)),
+            "p90": ms_value(t.handshake.quantile(0.9)),
             "p99": ms_value(t.handshake.quantile(0.99)),
             "max": ms_value(t.handshake.max()),
+            // With K handshakes in flight, handshakes/s is about K / mean: the mean, not the
+            // median, is what the rate shows.
+            "mean": ms_value(t.handshake.mean()),
         },
         "interrupted": sys::interrupted(),
     });
