@@ -23,7 +23,7 @@ use crate::embed::ServerEvent;
 use crate::endpoint::{Direct, Endpoint, Frames, Throttle, write_held};
 use crate::gate::WriteGate;
 use crate::http::{self, Head, HeadError};
-use crate::hub::Event;
+use crate::hub::{ClientId, Event};
 use crate::park;
 use crate::sys;
 use crate::upgrade::{self, Accepted, Route};
@@ -37,9 +37,11 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// After any other failure of `accept` (not expected; logged), the same pause, shorter.
 const ACCEPT_RETRY: Duration = Duration::from_millis(5);
 
-/// Connections accepted per wake-up before arriving heads get their turn: a connect flood
-/// cannot starve the heads (the listener stays ready, so the next wait returns at once).
-const ACCEPT_BURST: usize = 128;
+/// Connections accepted per pass of the loop before arriving heads get their turn again: a
+/// connect flood cannot starve the heads (the listener stays ready, so the next wait returns
+/// at once), and a pass's 101s (`open_all`) wait for at most this many handshakes. 16 against
+/// 128: 2% more handshakes/s at 10,000, p90 1.8 ms against 2.1 (BENCHMARKS.md).
+const ACCEPT_BURST: usize = 16;
 
 /// The accept thread: one epoll for the listener and the heads still arriving (`door.rs`).
 /// A connection whose head is whole, a WebSocket upgrade that needs nothing slow, becomes a
@@ -51,6 +53,9 @@ pub(super) fn accept_loop(shared: &Arc<Shared>) {
     let mut paused_until: Option<Instant> = None;
     let mut last_warning: Option<Instant> = None;
     let mut keys = Vec::with_capacity(256);
+    // The clients handshaken in one pass of the loop, told to the dispatcher together at its
+    // end (see `Opening`).
+    let mut opening = Vec::new();
     loop {
         let now = Instant::now();
         if paused_until.is_some_and(|t| now >= t) {
@@ -75,22 +80,27 @@ pub(super) fn accept_loop(shared: &Arc<Shared>) {
         if shared.stopping.load(SeqCst) {
             break;
         }
+        // Heads first, then new connections: a head that arrived is older than the
+        // connections still in the backlog, and every accept below is a whole handshake.
+        let mut listener_ready = false;
         for &key in &keys {
             match key {
-                LISTENER_KEY => {
-                    if let Some(pause) = accept_burst(shared, &mut door, &mut last_warning) {
-                        epoll.remove(&shared.listener);
-                        paused_until = Some(Instant::now() + pause);
-                    }
-                }
+                LISTENER_KEY => listener_ready = true,
                 sys::WAKE_KEY => {} // the shutdown: `stopping` is set
                 key => match door.read(epoll, key) {
-                    Some((arrival, Progress::Whole)) => arrived(shared, arrival),
+                    Some((arrival, Progress::Whole)) => arrived(shared, arrival, &mut opening),
                     Some((arrival, Progress::TooLarge)) => refuse_head(shared, arrival, 431),
                     _ => {} // more to come, or gone
                 },
             }
         }
+        if listener_ready {
+            if let Some(pause) = accept_burst(shared, &mut door, &mut opening, &mut last_warning) {
+                epoll.remove(&shared.listener);
+                paused_until = Some(Instant::now() + pause);
+            }
+        }
+        open_all(shared, &mut opening);
         for late in door.expired(epoll, Instant::now()) {
             refuse_head(shared, late, 408);
         }
@@ -116,6 +126,7 @@ fn wait_ms(at: Option<Instant>, now: Instant) -> i32 {
 fn accept_burst(
     shared: &Arc<Shared>,
     door: &mut Door,
+    opening: &mut Vec<Opening>,
     last_warning: &mut Option<Instant>,
 ) -> Option<Duration> {
     for _ in 0..ACCEPT_BURST {
@@ -160,7 +171,7 @@ fn accept_burst(
         };
         // Most upgrade requests arrive whole with the connection, or a moment after it.
         match arrival.read(shared.cfg.max_head_size) {
-            Progress::Whole => arrived(shared, arrival),
+            Progress::Whole => arrived(shared, arrival, opening),
             Progress::More => {
                 if let Err(e) = door.admit(&shared.door, arrival) {
                     debug!("{peer}: cannot watch its request head, closing it: {e}");
@@ -188,7 +199,7 @@ fn refuse_head(shared: &Arc<Shared>, arrival: Arrival, status: u16) {
 /// thread started; everything else (plain HTTP, a refusal to answer, a chat login, which may
 /// wait on the chat's disk, and any host hook or event channel, which are the host's code and
 /// may block) goes to a connection thread with the head.
-fn arrived(shared: &Arc<Shared>, arrival: Arrival) {
+fn arrived(shared: &Arc<Shared>, arrival: Arrival, opening: &mut Vec<Opening>) {
     let Arrival {
         mut slot,
         stream,
@@ -215,7 +226,7 @@ fn arrived(shared: &Arc<Shared>, arrival: Arrival) {
         Ok(grant) => {
             shared.stats.handshakes_inline.fetch_add(1, Relaxed);
             let _ = stream.set_nodelay(true);
-            start_websocket(slot, stream, peer, head, accepted, grant, true);
+            start_websocket(slot, stream, peer, head, accepted, grant, Some(opening));
         }
         Err(refusal) => {
             // Answering lingers (up to a second) over the closing socket: on a thread. Without
@@ -320,12 +331,14 @@ fn serve(mut slot: Slot, stream: TcpStream, peer: SocketAddr, carried: Vec<u8>) 
     }
     // Without TCP_NODELAY, a pong followed by a data frame can wait ~40 ms (Nagle + delayed ACK).
     let _ = stream.set_nodelay(true);
-    start_websocket(slot, stream, peer, head, accepted, grant, false);
+    start_websocket(slot, stream, peer, head, accepted, grant, None);
 }
 
-/// Makes an accepted handshake a client: its id, its `Conn`, `Event::Open` to the dispatcher
-/// (which writes the 101), then parks it or reads its early frames (on this thread, or, from
-/// the accept thread (`on_accept_thread`), on a new one).
+/// Makes an accepted handshake a client: its id, its `Conn`, `Event::Open` to the dispatcher,
+/// the 101 (written here for relay and echo, by the dispatcher for chat), then parks it or
+/// reads its early frames (on this thread, or, from the accept thread, on a new one). On the
+/// accept thread (`opening` given) a client that will park is only added to `opening`:
+/// [`open_all`] finishes the pass's clients together.
 fn start_websocket(
     slot: Slot,
     stream: TcpStream,
@@ -333,7 +346,7 @@ fn start_websocket(
     head: Head,
     accepted: Accepted,
     grant: Option<Grant>,
-    on_accept_thread: bool,
+    opening: Option<&mut Vec<Opening>>,
 ) {
     let shared = &*slot.shared.clone();
     let cfg = &shared.cfg;
@@ -426,22 +439,15 @@ fn start_websocket(
     } else {
         (accepted.response, Vec::new())
     };
-    let opened = shared
-        .tx
-        .send(Event::Open {
-            id,
-            stream: stream.clone(),
-            handshake,
-            route: accepted.route,
-            expires,
-            token: grant.and_then(|g| g.token),
-            gate: gate.clone(),
-        })
-        .is_ok()
-        && login.is_none_or(|login| shared.chat.send(login).is_ok());
-    if let Some(gate) = gate.filter(|_| opened) {
-        write_held(&stream, &gate, &shared.stats, id, &response, &shared.tx);
-    }
+    let open = Event::Open {
+        id,
+        stream: stream.clone(),
+        handshake,
+        route: accepted.route,
+        expires,
+        token: grant.and_then(|g| g.token),
+        gate: gate.clone(),
+    };
     let events = host.events.clone();
     let on_end = Box::new(move || {
         slot.shared.stats.ws_open.fetch_sub(1, Relaxed);
@@ -451,11 +457,11 @@ fn start_websocket(
         debug!("{peer}: client {id} disconnected");
         drop(slot);
     });
-    // Frames that came with the head are read on this thread at once.
+    // Frames that came with the head are read on a thread at once.
     let early = !head.rest.is_empty();
     let conn = Box::new(Conn::new(
         id,
-        stream,
+        stream.clone(),
         head.rest,
         cfg,
         shared.tx.clone(),
@@ -463,10 +469,25 @@ fn start_websocket(
         host,
         on_end,
     ));
+    let first = gate.map(|gate| First {
+        stream,
+        gate,
+        response,
+    });
+    let parks = park_after.is_some() && !early;
+    let on_accept_thread = opening.is_some();
+    if let Some(opening) = opening.filter(|_| parks && login.is_none()) {
+        return opening.push(Opening { open, first, conn });
+    }
+    let opened =
+        shared.tx.send(open).is_ok() && login.is_none_or(|login| shared.chat.send(login).is_ok());
     if !opened {
         return; // shutting down: dropping the connection reports it gone
     }
-    if park_after.is_some() && !early {
+    if let Some(first) = first {
+        first.write(shared, conn.id);
+    }
+    if parks {
         park::park_new(&shared.parking, conn);
     } else if on_accept_thread {
         let parking = shared.parking.clone();
@@ -476,6 +497,65 @@ fn start_websocket(
             .spawn_or_queue(Box::new(move || park::drive(&parking, conn, None)));
     } else {
         park::drive(&shared.parking, conn, None);
+    }
+}
+
+/// A client handshaken on the accept thread, to be finished at the end of the loop's pass
+/// ([`open_all`]): told to the dispatcher, sent its 101, parked.
+///
+/// Why not one by one: each `Event::Open` sent alone woke the dispatcher, 1,263 wake-ups (and
+/// 5,648 `sched_yield`s of crossbeam's back-off) in a burst of 10,000 handshakes, a second
+/// thread competing with the clients for 2 cores. Told together, the dispatcher wakes once per
+/// pass; a pass is at most `ACCEPT_BURST` accepts and the heads that came in, so a 101 waits
+/// at most a few hundred microseconds for the rest of its pass (BENCHMARKS.md, "Handshakes").
+pub(super) struct Opening {
+    open: Event,
+    /// The 101 this thread writes (relay and echo); `None`: the dispatcher writes it (chat).
+    first: Option<First>,
+    conn: Box<Conn>,
+}
+
+/// A 101 to write behind the client's write gate, after its `Event::Open` was sent.
+struct First {
+    stream: Arc<TcpStream>,
+    gate: Arc<WriteGate>,
+    response: Vec<u8>,
+}
+
+impl First {
+    fn write(self, shared: &Shared, id: ClientId) {
+        write_held(
+            &self.stream,
+            &self.gate,
+            &shared.stats,
+            id,
+            &self.response,
+            &shared.tx,
+        );
+    }
+}
+
+/// Finishes the clients of one pass: every `Event::Open` first (registered before any 101,
+/// so a client that has seen its 101 misses nothing sent after it), then the 101s, then they
+/// park (after their Open: a parked connection's first message must find it registered).
+fn open_all(shared: &Shared, opening: &mut Vec<Opening>) {
+    if opening.is_empty() {
+        return;
+    }
+    let mut opened = Vec::with_capacity(opening.len());
+    for Opening { open, first, conn } in opening.drain(..) {
+        // Shutting down: dropping the connection reports it gone.
+        if shared.tx.send(open).is_ok() {
+            opened.push((first, conn));
+        }
+    }
+    for (first, conn) in &mut opened {
+        if let Some(first) = first.take() {
+            first.write(shared, conn.id);
+        }
+    }
+    for (_, conn) in opened {
+        park::park_new(&shared.parking, conn);
     }
 }
 
