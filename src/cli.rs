@@ -120,7 +120,7 @@ const OPTIONS: &[Opt] = &[
     Opt {
         name: "write-delay",
         value: "MS",
-        help: "after a round of writes to 256+ clients, gather frames this long for the next; 0 = never [default: 2]",
+        help: "when behind a broadcast to 256+ clients, gather frames this long for the next round; 0 = never [default: 2]",
         set: |c, v| {
             let ms: f64 = number(v)?;
             if !(0.0..=1000.0).contains(&ms) {

@@ -65,11 +65,13 @@ pub struct Config {
     /// dispatcher wake-up per 30 s in total, not per client. `Duration::ZERO` turns pings off.
     pub ping_interval: Duration,
 
-    /// How long the dispatcher may hold frames to write more of them per `send`, once a round
-    /// of writes reached 256 clients or more (a busy broadcast; below that, frames are written
-    /// as soon as the dispatcher has taken what was already waiting). Default 2 ms: at 1000
-    /// clients x 500 messages/s the server's CPU fell from 99% to 70% of a core, p99 rose by
-    /// ~2.5 ms (BENCHMARKS.md "A write delay"); a chat, an echo or a handshake never waits.
+    /// How long the dispatcher may hold frames to write more of them per `send` while it is
+    /// behind a busy broadcast (a round of writes reached 256 clients or more and more events
+    /// were already waiting; otherwise frames are written as soon as the dispatcher has taken
+    /// what was waiting). Default 2 ms: at 1000 clients x 500 messages/s the server's CPU fell
+    /// from 99% to 62% of a core, p99 rose by ~2.7 ms; at 200 messages/s, which it keeps up
+    /// with, almost nothing is held (BENCHMARKS.md "A write delay"). A chat, an echo or a
+    /// handshake never waits.
     /// `Duration::ZERO`: never hold. At most 1 s.
     pub write_delay: Duration,
 

@@ -66,11 +66,12 @@ pub(crate) const QUEUE_CAPACITY: usize = 16 * 1024;
 /// when 1000 clients share a channel.
 const BATCH_DELIVERIES: usize = 16 * 1024;
 
-/// Clients written in one round from which the next round may wait `write_delay` to gather
-/// more frames per `send`. Below this a round's sends take well under a millisecond (~4 us
-/// each here) and a chat's or an echo's latency is worth more than the CPU; at 1000 clients a
-/// round is ~1000 sends, and gathering 2 ms of messages into each cut the server's CPU from
-/// 99% to 70% (BENCHMARKS.md "A write delay").
+/// Clients written in one round from which, if more events were already waiting when it
+/// ended, the next round may wait `write_delay` to gather more frames per `send`. Below this a
+/// round's sends take well under a millisecond (~4 us each here) and a chat's or an echo's
+/// latency is worth more than the CPU; at 1000 clients a round is ~1000 sends, and gathering
+/// 2 ms of messages into each cut the server's CPU from 99% to 62% at 500 msg/s
+/// (BENCHMARKS.md "A write delay").
 const BUSY_ROUND: usize = 256;
 
 /// Events per batch, for the same reason when events deliver little (e.g. echo).
@@ -206,8 +207,9 @@ pub(crate) struct Hub {
     dirty: Vec<ClientId>,
     /// Frames queued in this batch (for `BATCH_DELIVERIES` and the counters).
     delivered: usize,
-    /// Clients written in the last round (for the write delay: see [`Hub::write_due`]).
-    last_round: usize,
+    /// The last round wrote to `BUSY_ROUND` clients or more and events were already waiting
+    /// when it ended: the dispatcher is behind a busy broadcast (see [`Hub::write_due`]).
+    busy: bool,
     welcome: Option<Vec<u8>>,
     /// Set when shutting down: the time after which remaining sockets are cut.
     shutdown_deadline: Option<Instant>,
@@ -249,7 +251,7 @@ impl Hub {
             channels: Channels::default(),
             dirty: Vec::new(),
             delivered: 0,
-            last_round: 0,
+            busy: false,
             welcome,
             shutdown_deadline: None,
             expiries: BinaryHeap::new(),
@@ -320,14 +322,15 @@ impl Hub {
         self.epoll.wake();
     }
 
-    /// Whether to write the queued frames now. At once, unless the last round wrote to
-    /// `BUSY_ROUND` clients or more (a busy broadcast): then once the first frame queued since
-    /// has waited `write_delay`, or sooner when a full batch is queued (holding more would only
+    /// Whether to write the queued frames now. At once, unless the dispatcher is behind a busy
+    /// broadcast (the last round wrote to `BUSY_ROUND` clients or more, and more events were
+    /// already waiting when it ended): then once the first frame queued since has waited
+    /// `write_delay`, or sooner when a full batch is queued (holding more would only
     /// grow the queues) or the server is shutting down (its deadline is short).
     fn write_due(&self, now: Instant, write_at: &mut Option<Instant>) -> bool {
         let delay = self.cfg.write_delay;
         if delay.is_zero()
-            || self.last_round < BUSY_ROUND
+            || !self.busy
             || self.shutdown_deadline.is_some()
             || self.dirty.is_empty()
         {
@@ -667,10 +670,13 @@ impl Hub {
             .fetch_add(self.delivered as u64, Relaxed);
         self.delivered = 0;
         let dirty = std::mem::take(&mut self.dirty);
-        self.last_round = dirty.len();
         for &id in &dirty {
             self.flush(id);
         }
+        // Holding the next round only pays when messages come faster than rounds are written:
+        // at 1000 clients x 200 msg/s (a round every 5 ms, each ~3 ms of sends) holding it
+        // saved 10% of the CPU and doubled the latency; at 500 msg/s it saved 30% for +2.5 ms.
+        self.busy = dirty.len() >= BUSY_ROUND && !self.rx.is_empty();
         // Reuse the list's allocation for the next batch.
         self.dirty = dirty;
         self.dirty.clear();
