@@ -61,9 +61,10 @@ pub(crate) struct Stats {
     pub heads_arriving: AtomicU64,
     /// Echoes written by the reader that read them (`gate.rs`), not by the dispatcher.
     pub echoes_direct: AtomicU64,
-    /// Of those, the ones the socket took only part of (the rest went to the dispatcher).
+    /// Direct writes (those echoes, and 101s written by the accepting thread) the socket took
+    /// only part of (the rest went to the dispatcher).
     pub echo_leftovers: AtomicU64,
-    /// Rounds of writes the dispatcher held for `write_delay` after a busy round.
+    /// Rounds of writes the dispatcher held for `write_delay` while behind a busy broadcast.
     pub write_holds: AtomicU64,
     /// In a cluster (`--redis`): this node's id; `None` on a single node (no cluster metrics).
     pub cluster_node: parking_lot::Mutex<Option<String>>,
@@ -305,7 +306,7 @@ impl Stats {
         metric(
             "wschat_write_holds_total",
             "counter",
-            "Rounds of writes held up to write_delay after a round that wrote to 256 clients or more, to gather more frames per send.",
+            "Rounds of writes held up to write_delay while the dispatcher was behind a broadcast (a round to 256 clients or more ended with events waiting), to gather more frames per send.",
             self.write_holds.load(Relaxed),
         );
         metric(

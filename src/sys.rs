@@ -90,8 +90,9 @@ pub(crate) fn set_backlog(listener: &impl AsRawFd, backlog: i32) -> io::Result<(
     cvt(unsafe { libc::listen(listener.as_raw_fd(), backlog) }).map(drop)
 }
 
-/// Wakes a thread blocked in `accept(2)` on this listener (Linux: `shutdown(SHUT_RD)` on a
-/// listening socket makes pending and future accepts fail with EINVAL).
+/// Stops this listener taking connections (Linux: `shutdown(SHUT_RD)` on a listening socket
+/// makes pending and future accepts fail with EINVAL); the accept thread's epoll wait is ended
+/// by its own wake-up (`Epoll::wake`).
 pub(crate) fn shutdown_listener(listener: &impl AsRawFd) -> io::Result<()> {
     // SAFETY: plain syscall on a borrowed, open descriptor.
     cvt(unsafe { libc::shutdown(listener.as_raw_fd(), libc::SHUT_RD) }).map(drop)

@@ -259,9 +259,9 @@ fn to_thread(shared: &Arc<Shared>, slot: Slot, stream: TcpStream, peer: SocketAd
 }
 
 /// One TCP connection on its thread, from its first head to its end: the head (`carried`:
-/// whole, as the accept thread read it; `read_head_after` just parses it), then serve plain HTTP (`web.rs`, with keep-alive) until
-/// the connection ends or asks for a WebSocket, whose handshake is checked here and which
-/// [`start_websocket`] hands to the dispatcher.
+/// whole, as the accept thread read it, so `read_head_after` only parses it), then plain HTTP
+/// (`web.rs`, with keep-alive) until the connection ends or asks for a WebSocket, whose
+/// handshake is checked here and which [`start_websocket`] hands to the dispatcher.
 fn serve(mut slot: Slot, stream: TcpStream, peer: SocketAddr, carried: Vec<u8>) {
     let shared = &*slot.shared.clone();
     let cfg = &shared.cfg;
@@ -523,7 +523,7 @@ struct First {
 }
 
 impl First {
-    fn write(self, shared: &Shared, id: ClientId) {
+    fn write(&self, shared: &Shared, id: ClientId) {
         write_held(
             &self.stream,
             &self.gate,
@@ -549,8 +549,8 @@ fn open_all(shared: &Shared, opening: &mut Vec<Opening>) {
             opened.push((first, conn));
         }
     }
-    for (first, conn) in &mut opened {
-        if let Some(first) = first.take() {
+    for (first, conn) in &opened {
+        if let Some(first) = first {
             first.write(shared, conn.id);
         }
     }
