@@ -11,11 +11,11 @@
 #              that does not start is skipped]. tokio batches its writes (feed + one flush);
 #              tokio-send writes each message with send().await, as tokio-tungstenite's examples.
 #              uws: a uWebSockets server, when UWS_BIN names one (see below).
-#   UWS_BIN    a uWebSockets server binary taking the port as its only argument, `/` publishing
-#              every message to a topic all clients subscribe to (everyone but the sender) and
-#              `/echo` echoing. It is built by hand from uWebSockets' public source and never
-#              committed here, nor a recipe for it (BENCHMARKS.md says what the one measured
-#              was and which commits it came from). With UWS_BIN set, `uws` joins SERVERS.
+#   UWS_BIN    the uWebSockets server (bench/uws-server: `/` publishes every message to a topic
+#              all clients subscribe to, everyone but the sender; `/echo` echoes), built by
+#              bench/uws-server/build.sh from uWebSockets' and uSockets' public source trees,
+#              which this repository does not hold [target/uws-server/uws-server when built].
+#              With a binary there, `uws` joins SERVERS.
 #   SCENARIOS  any of: fanout100 fanout1000 fanout1000x500 idle10k idle19k echo echo50
 #              [fanout100 fanout1000 idle10k echo]
 #   DURATION   seconds of sending per fanout/echo run [10]
@@ -33,6 +33,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=${RUNS:-3}
+UWS_BIN=${UWS_BIN:-$ROOT/target/uws-server/uws-server}
+[[ -x $UWS_BIN ]] || UWS_BIN=
 SERVERS=${SERVERS:-"wschat node tokio tokio-send${UWS_BIN:+ uws}"}
 SCENARIOS=${SCENARIOS:-"fanout100 fanout1000 idle10k echo"}
 DURATION=${DURATION:-10}
