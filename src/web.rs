@@ -104,9 +104,9 @@ pub(crate) fn serve(
     peer: SocketAddr,
 ) -> Option<Head> {
     let cfg = site.cfg;
-    // Answers go out in as few writes as possible, but a pipelining client's second answer
-    // would otherwise wait for the ACK of the first (Nagle + delayed ACK: ~40 ms).
-    let _ = stream.set_nodelay(true);
+    // Answers go out in as few writes as possible; TCP_NODELAY (inherited from the listener,
+    // `sys::set_nodelay_inherited`) keeps a pipelining client's second answer from waiting for
+    // the ACK of the first (Nagle + delayed ACK: ~40 ms).
     let idle = KEEP_ALIVE_IDLE.min(cfg.handshake_timeout);
     for served in 1..=MAX_REQUESTS_PER_CONNECTION {
         if !crate::auth::host_allowed(&head, &cfg.allowed_hosts) {

@@ -164,6 +164,10 @@ pub(crate) enum Event {
     Revoked(HashSet<Arc<str>>),
     /// Begin the graceful shutdown.
     Shutdown,
+    /// Clients are waiting in the joining inbox (see [`Hub::take_joined`]): take them now. Sent
+    /// by the accept thread after a burst of handshakes, or a few milliseconds after a quiet
+    /// one, so that joining costs the dispatcher one wake-up per burst, not one per client.
+    Joined,
 }
 
 struct Client {
@@ -196,6 +200,9 @@ pub(crate) struct Hub {
     cfg: Arc<Config>,
     stats: Arc<Stats>,
     rx: Receiver<Event>,
+    /// The joining inbox: `Event::Open`s of clients handshaken on the accept thread, put here
+    /// without waking the dispatcher (see [`Hub::take_joined`]).
+    joined: Receiver<Event>,
     epoll: Arc<Epoll>,
     /// Shared with the connection threads: they take a message's bytes before sending it.
     budget: Arc<Budget>,
@@ -231,6 +238,7 @@ impl Hub {
         cfg: Arc<Config>,
         stats: Arc<Stats>,
         rx: Receiver<Event>,
+        joined: Receiver<Event>,
         epoll: Arc<Epoll>,
         budget: Arc<Budget>,
         cluster: Option<Sender<Relayed>>,
@@ -244,6 +252,7 @@ impl Hub {
             cfg,
             stats,
             rx,
+            joined,
             epoll,
             budget,
             handled: 0,
@@ -277,19 +286,23 @@ impl Hub {
             };
             match first {
                 Ok(event) => {
+                    self.take_joined();
                     self.handle(event);
                     // Take what else is already waiting, up to the budget, before writing.
                     let mut events = 1;
                     while events < BATCH_EVENTS && self.delivered < BATCH_DELIVERIES {
                         match self.rx.try_recv() {
-                            Ok(event) => self.handle(event),
+                            Ok(event) => {
+                                self.take_joined();
+                                self.handle(event);
+                            }
                             Err(_) => break,
                         }
                         events += 1;
                     }
                     self.stats.queue_depth.store(self.rx.len(), Relaxed);
                 }
-                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Timeout) => self.take_joined(),
                 // Every sender is gone: only possible once the server itself is dropped.
                 Err(RecvTimeoutError::Disconnected) => break,
             }
@@ -346,6 +359,24 @@ impl Hub {
             return true;
         }
         false
+    }
+
+    /// Registers the clients waiting in the joining inbox.
+    ///
+    /// The accept thread puts a client's `Event::Open` there and then writes its 101 at once,
+    /// without waking the dispatcher. Registration still comes before anything the client
+    /// could be owed: everything that concerns it reaches the dispatcher through `rx` (its
+    /// own frames, its `Gone`, a message someone sent after it saw its 101, a publish, the
+    /// shutdown), every such event was sent after its `Open` was put in the inbox, and this
+    /// runs after each event is taken from `rx` and before it is handled; the channel's
+    /// acquire on receiving makes the inbox's earlier send visible. What only the dispatcher
+    /// starts (heartbeats, token expiry) waits for the accept thread's `Event::Joined`, a few
+    /// milliseconds at most (`accept.rs`).
+    fn take_joined(&mut self) {
+        // Bounded by the connections there are: each `Open` holds a connection slot.
+        while let Ok(open) = self.joined.try_recv() {
+            self.handle(open);
+        }
     }
 
     fn handle(&mut self, event: Event) {
@@ -466,6 +497,7 @@ impl Hub {
                 }
             }
             Event::Shutdown => self.begin_shutdown(),
+            Event::Joined => {} // `take_joined` has run
         }
     }
 

@@ -39,9 +39,17 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(5);
 
 /// Connections accepted per pass of the loop before arriving heads get their turn again: a
 /// connect flood cannot starve the heads (the listener stays ready, so the next wait returns
-/// at once), and a pass's 101s (`open_all`) wait for at most this many handshakes. 16 against
-/// 128: 2% more handshakes/s at 10,000, p90 1.8 ms against 2.1 (BENCHMARKS.md).
+/// at once). 16 against 128: 2% more handshakes/s at 10,000, p90 1.8 ms against 2.1
+/// (BENCHMARKS.md).
 const ACCEPT_BURST: usize = 16;
+
+/// Clients put in the dispatcher's joining inbox (`Hub::take_joined`) are announced to it with
+/// one `Event::Joined` once this many wait, or this long after the first of them: the
+/// dispatcher then wakes once per burst of handshakes instead of once per client or per pass,
+/// and a client's heartbeats and token expiry start at most this late (a 30 s interval and a
+/// one-second `exp` do not notice). Nothing a client is sent waits for it: see `take_joined`.
+const JOINED_ANNOUNCE_COUNT: usize = 256;
+const JOINED_ANNOUNCE_DELAY: Duration = Duration::from_millis(5);
 
 /// The accept thread: one epoll for the listener and the heads still arriving (`door.rs`).
 /// A connection whose head is whole, a WebSocket upgrade that needs nothing slow, becomes a
@@ -53,9 +61,7 @@ pub(super) fn accept_loop(shared: &Arc<Shared>) {
     let mut paused_until: Option<Instant> = None;
     let mut last_warning: Option<Instant> = None;
     let mut keys = Vec::with_capacity(256);
-    // The clients handshaken in one pass of the loop, told to the dispatcher together at its
-    // end (see `Opening`).
-    let mut opening = Vec::new();
+    let mut joining = Joining::default();
     loop {
         let now = Instant::now();
         if paused_until.is_some_and(|t| now >= t) {
@@ -66,7 +72,7 @@ pub(super) fn accept_loop(shared: &Arc<Shared>) {
                 paused_until = Some(now + ACCEPT_BACKOFF);
             }
         }
-        let wake_at = [door.next_deadline(), paused_until]
+        let wake_at = [door.next_deadline(), paused_until, joining.announce_at()]
             .into_iter()
             .flatten()
             .min();
@@ -88,19 +94,19 @@ pub(super) fn accept_loop(shared: &Arc<Shared>) {
                 LISTENER_KEY => listener_ready = true,
                 sys::WAKE_KEY => {} // the shutdown: `stopping` is set
                 key => match door.read(epoll, key) {
-                    Some((arrival, Progress::Whole)) => arrived(shared, arrival, &mut opening),
+                    Some((arrival, Progress::Whole)) => arrived(shared, arrival, &mut joining),
                     Some((arrival, Progress::TooLarge)) => refuse_head(shared, arrival, 431),
                     _ => {} // more to come, or gone
                 },
             }
         }
         if listener_ready {
-            if let Some(pause) = accept_burst(shared, &mut door, &mut opening, &mut last_warning) {
+            if let Some(pause) = accept_burst(shared, &mut door, &mut joining, &mut last_warning) {
                 epoll.remove(&shared.listener);
                 paused_until = Some(Instant::now() + pause);
             }
         }
-        open_all(shared, &mut opening);
+        joining.announce_if_due(shared, Instant::now());
         for late in door.expired(epoll, Instant::now()) {
             refuse_head(shared, late, 408);
         }
@@ -126,7 +132,7 @@ fn wait_ms(at: Option<Instant>, now: Instant) -> i32 {
 fn accept_burst(
     shared: &Arc<Shared>,
     door: &mut Door,
-    opening: &mut Vec<Opening>,
+    joining: &mut Joining,
     last_warning: &mut Option<Instant>,
 ) -> Option<Duration> {
     for _ in 0..ACCEPT_BURST {
@@ -171,7 +177,7 @@ fn accept_burst(
         };
         // Most upgrade requests arrive whole with the connection, or a moment after it.
         match arrival.read(shared.cfg.max_head_size) {
-            Progress::Whole => arrived(shared, arrival, opening),
+            Progress::Whole => arrived(shared, arrival, joining),
             Progress::More => {
                 if let Err(e) = door.admit(&shared.door, arrival) {
                     debug!("{peer}: cannot watch its request head, closing it: {e}");
@@ -199,7 +205,7 @@ fn refuse_head(shared: &Arc<Shared>, arrival: Arrival, status: u16) {
 /// thread started; everything else (plain HTTP, a refusal to answer, a chat login, which may
 /// wait on the chat's disk, and any host hook or event channel, which are the host's code and
 /// may block) goes to a connection thread with the head.
-fn arrived(shared: &Arc<Shared>, arrival: Arrival, opening: &mut Vec<Opening>) {
+fn arrived(shared: &Arc<Shared>, arrival: Arrival, joining: &mut Joining) {
     let Arrival {
         mut slot,
         stream,
@@ -225,8 +231,7 @@ fn arrived(shared: &Arc<Shared>, arrival: Arrival, opening: &mut Vec<Opening>) {
     match admission::decide(shared, &head, &accepted.route, peer) {
         Ok(grant) => {
             shared.stats.handshakes_inline.fetch_add(1, Relaxed);
-            let _ = stream.set_nodelay(true);
-            start_websocket(slot, stream, peer, head, accepted, grant, Some(opening));
+            start_websocket(slot, stream, peer, head, accepted, grant, Some(joining));
         }
         Err(refusal) => {
             // Answering lingers (up to a second) over the closing socket: on a thread. Without
@@ -329,16 +334,15 @@ fn serve(mut slot: Slot, stream: TcpStream, peer: SocketAddr, carried: Vec<u8>) 
         *name = Some(bound_name);
         *bound = true;
     }
-    // Without TCP_NODELAY, a pong followed by a data frame can wait ~40 ms (Nagle + delayed ACK).
-    let _ = stream.set_nodelay(true);
+    // TCP_NODELAY is inherited from the listener (`sys::set_nodelay_inherited`).
     start_websocket(slot, stream, peer, head, accepted, grant, None);
 }
 
 /// Makes an accepted handshake a client: its id, its `Conn`, `Event::Open` to the dispatcher,
 /// the 101 (written here for relay and echo, by the dispatcher for chat), then parks it or
 /// reads its early frames (on this thread, or, from the accept thread, on a new one). On the
-/// accept thread (`opening` given) a client that will park is only added to `opening`:
-/// [`open_all`] finishes the pass's clients together.
+/// accept thread (`joining` given) the `Open` of a client that will park goes to the
+/// dispatcher's joining inbox, which does not wake it (`Hub::take_joined`).
 fn start_websocket(
     slot: Slot,
     stream: TcpStream,
@@ -346,7 +350,7 @@ fn start_websocket(
     head: Head,
     accepted: Accepted,
     grant: Option<Grant>,
-    opening: Option<&mut Vec<Opening>>,
+    joining: Option<&mut Joining>,
 ) {
     let shared = &*slot.shared.clone();
     let cfg = &shared.cfg;
@@ -475,12 +479,14 @@ fn start_websocket(
         response,
     });
     let parks = park_after.is_some() && !early;
-    let on_accept_thread = opening.is_some();
-    if let Some(opening) = opening.filter(|_| parks && login.is_none()) {
-        return opening.push(Opening { open, first, conn });
-    }
-    let opened =
-        shared.tx.send(open).is_ok() && login.is_none_or(|login| shared.chat.send(login).is_ok());
+    let on_accept_thread = joining.is_some();
+    let opened = match joining.filter(|_| parks && login.is_none()) {
+        Some(joining) => joining.put(shared, open),
+        None => {
+            shared.tx.send(open).is_ok()
+                && login.is_none_or(|login| shared.chat.send(login).is_ok())
+        }
+    };
     if !opened {
         return; // shutting down: dropping the connection reports it gone
     }
@@ -500,19 +506,52 @@ fn start_websocket(
     }
 }
 
-/// A client handshaken on the accept thread, to be finished at the end of the loop's pass
-/// ([`open_all`]): told to the dispatcher, sent its 101, parked.
+/// The clients the accept thread has put in the dispatcher's joining inbox since it last
+/// announced them with `Event::Joined` (see [`JOINED_ANNOUNCE_COUNT`]).
 ///
-/// Why not one by one: each `Event::Open` sent alone woke the dispatcher, 1,263 wake-ups (and
+/// Why not an `Event::Open` each: each one sent alone woke the dispatcher, 1,263 wake-ups (and
 /// 5,648 `sched_yield`s of crossbeam's back-off) in a burst of 10,000 handshakes, a second
-/// thread competing with the clients for 2 cores. Told together, the dispatcher wakes once per
-/// pass; a pass is at most `ACCEPT_BURST` accepts and the heads that came in, so a 101 waits
-/// at most a few hundred microseconds for the rest of its pass (BENCHMARKS.md, "Handshakes").
-pub(super) struct Opening {
-    open: Event,
-    /// The 101 this thread writes (relay and echo); `None`: the dispatcher writes it (chat).
-    first: Option<First>,
-    conn: Box<Conn>,
+/// thread competing with the clients for 2 cores; sent together at the end of each pass of
+/// the loop, they still woke it once a pass, and each 101 waited for the rest of its pass
+/// (BENCHMARKS.md, "Handshakes").
+#[derive(Default)]
+struct Joining {
+    waiting: usize,
+    /// When the first of them was put in the inbox.
+    since: Option<Instant>,
+}
+
+impl Joining {
+    /// Puts a client's `Open` in the inbox; false: the server is shutting down.
+    fn put(&mut self, shared: &Shared, open: Event) -> bool {
+        if shared.joining.send(open).is_err() {
+            return false;
+        }
+        self.waiting += 1;
+        self.since.get_or_insert_with(Instant::now);
+        true
+    }
+
+    /// When the waiting clients must be announced at the latest.
+    fn announce_at(&self) -> Option<Instant> {
+        self.since.map(|t| t + JOINED_ANNOUNCE_DELAY)
+    }
+
+    /// Announces the waiting clients when enough wait or the first has waited long enough,
+    /// or at once when the dispatcher has something to send them on joining (a welcome text).
+    fn announce_if_due(&mut self, shared: &Shared, now: Instant) {
+        if self.waiting == 0 {
+            return;
+        }
+        let due = self.waiting >= JOINED_ANNOUNCE_COUNT
+            || shared.cfg.welcome.is_some()
+            || self.announce_at().is_some_and(|at| now >= at);
+        if due {
+            // An error: shutting down, and the dispatcher takes the inbox on its own.
+            let _ = shared.tx.send(Event::Joined);
+            *self = Joining::default();
+        }
+    }
 }
 
 /// A 101 to write behind the client's write gate, after its `Event::Open` was sent.
@@ -532,30 +571,6 @@ impl First {
             &self.response,
             &shared.tx,
         );
-    }
-}
-
-/// Finishes the clients of one pass: every `Event::Open` first (registered before any 101,
-/// so a client that has seen its 101 misses nothing sent after it), then the 101s, then they
-/// park (after their Open: a parked connection's first message must find it registered).
-fn open_all(shared: &Shared, opening: &mut Vec<Opening>) {
-    if opening.is_empty() {
-        return;
-    }
-    let mut opened = Vec::with_capacity(opening.len());
-    for Opening { open, first, conn } in opening.drain(..) {
-        // Shutting down: dropping the connection reports it gone.
-        if shared.tx.send(open).is_ok() {
-            opened.push((first, conn));
-        }
-    }
-    for (first, conn) in &opened {
-        if let Some(first) = first {
-            first.write(shared, conn.id);
-        }
-    }
-    for (_, conn) in opened {
-        park::park_new(&shared.parking, conn);
     }
 }
 

@@ -45,6 +45,9 @@ struct Shared {
     local_addr: SocketAddr,
     listener: TcpListener,
     tx: Sender<Event>,
+    /// The dispatcher's joining inbox, for clients handshaken on the accept thread
+    /// (`Hub::take_joined`): unbounded, as each entry holds one of `max_connections` slots.
+    joining: Sender<Event>,
     /// To the chat worker: chat connections' events, and `Handle::say`.
     chat: Sender<ChatEvent>,
     /// Bytes held for delivery (see `budget.rs`).
@@ -254,6 +257,7 @@ impl Server {
             source,
         })?;
         sys::set_backlog(&listener, config.listen_backlog)?;
+        sys::set_nodelay_inherited(&listener)?;
         let local_addr = listener.local_addr()?;
         let max_connections = if config.max_connections > 0 {
             config.max_connections
@@ -290,6 +294,7 @@ impl Server {
         let cfg = Arc::new(config);
         let stats = Arc::new(Stats::default());
         let (tx, rx) = crossbeam_channel::bounded(hub::QUEUE_CAPACITY);
+        let (joining, joined) = crossbeam_channel::unbounded();
         let (chat_tx, chat_rx) = crossbeam_channel::bounded(chat_worker::QUEUE_CAPACITY);
         let (events_tx, events_rx) = match events {
             Some(capacity) => {
@@ -309,6 +314,7 @@ impl Server {
             local_addr,
             listener,
             tx: tx.clone(),
+            joining,
             chat: chat_tx.clone(),
             budget: budget.clone(),
             stats: stats.clone(),
@@ -344,7 +350,7 @@ impl Server {
             threads.push(spawn("wschat-chat", move || worker.run())?);
             (None, None)
         };
-        let hub = Hub::new(cfg.clone(), stats, rx, epoll.clone(), budget, relay);
+        let hub = Hub::new(cfg.clone(), stats, rx, joined, epoll.clone(), budget, relay);
         let hub_parking = parking.clone();
         let stop_chat = chat_tx;
         threads.push(spawn("wschat-dispatch", move || {

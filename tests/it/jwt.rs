@@ -380,6 +380,35 @@ fn a_connection_is_closed_with_1008_when_its_token_expires() {
     assert_refused(&answer(addr, "/echo", &short, false), "expired");
 }
 
+/// A relay client that never speaks, on a server with no heartbeat and no other traffic, is
+/// still closed at `exp`: nothing but the accept thread's announcement of new clients wakes the
+/// dispatcher here (its `Open` waits in the joining inbox, `Hub::take_joined`), so this fails if
+/// a quiet handshake is never announced.
+#[test]
+fn a_silent_client_alone_on_the_server_is_closed_when_its_token_expires() {
+    let dir = TempDir::new("jwt-silent-expiry");
+    let secret = dir.0.join("secret");
+    std::fs::write(&secret, "expiry-secret-0123456789abcdef0123").unwrap();
+    let file = secret.clone();
+    let server = start(move |c| {
+        c.jwt_secret_file = Some(file);
+        c.jwt_leeway = Duration::ZERO;
+        c.ping_interval = Duration::ZERO; // no heartbeat tick wakes the dispatcher
+    });
+    let mut claims = wschat::TokenClaims::default();
+    claims.lifetime = Duration::from_secs(1);
+    let short = wschat::sign_token(&secret, &claims).unwrap();
+    let mut silent = connect(server.local_addr(), &format!("/?token={short}"));
+    // Within IO_TIMEOUT (10 s, the read timeout) of a 1 s token.
+    match silent.read() {
+        Ok(Message::Close(Some(frame))) => {
+            assert_eq!(u16::from(frame.code), 1008);
+            assert_eq!(frame.reason.as_str(), "token expired");
+        }
+        other => panic!("expected close 1008 at exp, got {other:?}"),
+    }
+}
+
 /// base64url without padding, for reading a token's payload in the test.
 fn base64_url_decode(s: &str) -> Vec<u8> {
     let mut out = Vec::new();
