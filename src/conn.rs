@@ -28,10 +28,16 @@ use crate::hub::{ClientId, Event};
 use crate::stats::Stats;
 use crate::sys;
 
-/// After the last frame to a closing client is queued, how long this thread waits for the
-/// client to close its side. Long enough for a slow link to read our Close; short enough that a
-/// client that never closes does not hold the thread.
-const CLOSE_WAIT: Duration = Duration::from_secs(5);
+/// After the last frame to a closing client is queued, how long its reader (a thread, or the
+/// parking thread) waits for the client to close its side. Long enough for a slow link to read
+/// our Close; short enough that a client that never closes does not hold the thread or the
+/// connection.
+pub(crate) const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// Bytes the parking thread discards from a lingering connection per wake-up (see
+/// [`Conn::drain`]): a client that keeps sending after its Close cannot hog the thread; its
+/// `CLOSE_WAIT` ends it anyway.
+const DRAIN_PER_WAKE: usize = 16 * 1024;
 
 /// What the host program asked to see for this connection.
 pub(crate) struct Host {
@@ -190,6 +196,9 @@ pub(crate) struct Conn {
     timed: bool,
     /// Runs once when the connection ends, wherever that happens (counters, the Left event).
     on_end: Option<Box<dyn FnOnce() + Send>>,
+    /// Its last frame went to the dispatcher: it is only waiting for the client to close its
+    /// side (see `finish`).
+    lingering: bool,
 }
 
 /// Why a connection thread stopped reading.
@@ -204,9 +213,13 @@ pub(crate) enum Stop {
 pub(crate) enum Poke {
     /// Only heartbeats (handled), or half a frame: stay parked.
     Parked,
-    /// Data, a Close, an error, or more traffic than the parking thread should handle: go
-    /// back to a thread of its own, starting with this read's result.
+    /// Data, or more traffic than the parking thread should handle, or an end whose endpoint
+    /// may wait (chat, a host's event channel): go back to a thread of its own, starting with
+    /// this read's result.
     Wake(Option<WsResult<Message>>),
+    /// The client's Close, its hang-up or a protocol error, handled here: the connection is
+    /// over once it is dropped, or, if [`Conn::lingering`], once the client closes its side.
+    Over,
 }
 
 /// Frames the parking thread handles on one wake-up before it hands a chatty connection back to
@@ -252,6 +265,7 @@ impl Conn {
             in_poller: false,
             timed: false,
             on_end: Some(on_end),
+            lingering: false,
         }
     }
 
@@ -310,6 +324,7 @@ impl Conn {
                 return Stop::Idle;
             }
             if !self.step(result) {
+                self.linger();
                 return Stop::Ended;
             }
         }
@@ -335,6 +350,14 @@ impl Conn {
                 }
                 Err(WsError::Io(ref e)) if e.kind() == io::ErrorKind::WouldBlock => {
                     outcome = Poke::Parked;
+                    break;
+                }
+                // The end, where ending waits on nothing but the dispatcher: no thread for it
+                // (a thread start per closing client cost ~10x the CPU of the close itself).
+                Ok(Message::Close(_)) | Err(_) if self.ends_here() => {
+                    self.step(result);
+                    self.host.stats.parked_ends.fetch_add(1, Relaxed);
+                    outcome = Poke::Over;
                     break;
                 }
                 other => {
@@ -419,6 +442,33 @@ impl Conn {
         }
     }
 
+    /// Whether this connection may end on the parking thread: its endpoint only tells the
+    /// dispatcher, and no host event channel (which the host may not be reading) waits.
+    fn ends_here(&self) -> bool {
+        self.host.events.is_none() && self.endpoint.ends_without_waiting()
+    }
+
+    /// Its last frame went to the dispatcher: it waits only for the client to close its side.
+    pub(crate) fn lingering(&self) -> bool {
+        self.lingering
+    }
+
+    /// On the parking thread, for a lingering connection: discards what the client sent
+    /// since, without waiting; `true` once the client has closed its side (or the socket
+    /// failed): the connection can be dropped.
+    pub(crate) fn drain(&mut self) -> bool {
+        let mut sink = [0u8; 1024];
+        for _ in 0..DRAIN_PER_WAKE / sink.len() {
+            match sys::recv_nonblocking(&*self.stream, &mut sink) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return e.kind() != io::ErrorKind::WouldBlock,
+            }
+        }
+        false
+    }
+
     /// Ends the connection with our Close frame.
     fn close_with(&mut self, code: u16, reason: &str) {
         let mut bytes = Vec::new();
@@ -427,10 +477,16 @@ impl Conn {
     }
 
     /// Hands the last frame to the endpoint (which passes it to the dispatcher behind
-    /// everything before it) and waits (bounded) for the client to close its side. The end
-    /// itself is reported when the `Conn` is dropped.
+    /// everything before it); the connection then lingers until the client closes its side
+    /// ([`Conn::linger`] on a thread, [`Conn::drain`] on the parking thread). The end itself
+    /// is reported when the `Conn` is dropped.
     fn finish(&mut self, last: Vec<u8>) {
-        if !self.endpoint.last_frame(last) {
+        self.lingering = self.endpoint.last_frame(last);
+    }
+
+    /// On a connection thread: waits (bounded) for a lingering client to close its side.
+    fn linger(&mut self) {
+        if !self.lingering {
             return;
         }
         // Keep reading (and discarding) so that the client's remaining bytes do not turn our

@@ -66,6 +66,13 @@ pub(crate) trait Endpoint: Send {
 
     /// The connection's reader has ended; called exactly once, when the connection is dropped.
     fn ended(&mut self);
+
+    /// Whether [`Endpoint::last_frame`] and [`Endpoint::ended`] only tell the dispatcher, so
+    /// the parking thread may end the connection itself (it already talks to the dispatcher
+    /// for heartbeats); `false` where they talk to a thread that may be waiting on a disk.
+    fn ends_without_waiting(&self) -> bool {
+        false
+    }
 }
 
 /// The relay's and echo's endpoint: frames go to the dispatcher verbatim; an echo may be
@@ -234,6 +241,10 @@ impl Endpoint for Frames {
 
     fn ended(&mut self) {
         let _ = self.tx.send(Event::Gone { id: self.id });
+    }
+
+    fn ends_without_waiting(&self) -> bool {
+        true
     }
 }
 

@@ -11,7 +11,7 @@
 //! handles that frame first. The cost: one wake-up when a connection goes idle and a thread
 //! start (tens of microseconds) when it speaks again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -22,7 +22,7 @@ use parking_lot::Mutex;
 use tungstenite::{Message, Result as WsResult};
 
 use crate::config::Config;
-use crate::conn::{Conn, Poke, Stop};
+use crate::conn::{CLOSE_WAIT, Conn, Poke, Stop};
 use crate::hub::ClientId;
 use crate::stats::Stats;
 use crate::sys::{self, Epoll};
@@ -109,18 +109,43 @@ impl Parking {
     /// The parking thread: runs until [`Parking::stop`].
     pub(crate) fn run(self: Arc<Self>) {
         let mut keys = Vec::with_capacity(256);
+        // Connections that ended here and wait for their client to close its side, with their
+        // deadlines (`CLOSE_WAIT` after the end, the same for all: oldest first). Entries of
+        // connections that finished earlier match nothing in `parked` and are skipped.
+        let mut lingering: VecDeque<(Instant, ClientId)> = VecDeque::new();
         loop {
             keys.clear();
+            let now = Instant::now();
+            while let Some(&(at, id)) = lingering.front() {
+                if at > now {
+                    break;
+                }
+                lingering.pop_front();
+                if let Some(conn) = self.parked.lock().remove(&id) {
+                    self.stats.parked.fetch_sub(1, Relaxed);
+                    debug!("client {id}: did not close its side in time; dropping it");
+                    drop(conn);
+                }
+            }
             // With parkings not yet trimmed, wake once a second later to trim them: one
             // wake-up after a burst, none while nothing changes.
-            let timeout = if self.trim.lock().0 > 0 {
-                TRIM_INTERVAL.as_millis() as i32
-            } else {
-                -1
-            };
+            let trim_at = (self.trim.lock().0 > 0).then(|| now + TRIM_INTERVAL);
+            let linger_at = lingering.front().map(|&(at, _)| at);
+            let timeout = [trim_at, linger_at]
+                .into_iter()
+                .flatten()
+                .min()
+                .map_or(-1, |at| {
+                    at.saturating_duration_since(now)
+                        .as_millis()
+                        .saturating_add(1)
+                        .min(i32::MAX as u128) as i32
+                });
             let waited = self.epoll.wait_timeout(&mut keys, timeout);
             if waited.is_ok() && keys.is_empty() {
-                self.trim_pending();
+                if trim_at.is_some_and(|at| Instant::now() >= at) {
+                    self.trim_pending();
+                }
                 continue;
             }
             if let Err(e) = waited {
@@ -140,9 +165,23 @@ impl Parking {
                     continue;
                 };
                 self.stats.parked.fetch_sub(1, Relaxed);
+                if conn.lingering() {
+                    if !conn.drain() {
+                        self.park(conn); // its deadline is already in `lingering`
+                    }
+                    continue;
+                }
                 match conn.poke() {
                     Poke::Parked => self.park(conn),
                     Poke::Wake(first) => resume(&self, conn, first),
+                    // Dropping it reports its end.
+                    Poke::Over if conn.lingering() => {
+                        if !conn.drain() {
+                            lingering.push_back((Instant::now() + CLOSE_WAIT, conn.id));
+                            self.park(conn);
+                        }
+                    }
+                    Poke::Over => {}
                 }
             }
         }

@@ -59,6 +59,9 @@ pub(crate) struct Stats {
     pub heads_on_threads: AtomicU64,
     /// Connections whose first head is still arriving (`door.rs`).
     pub heads_arriving: AtomicU64,
+    /// Parked connections ended on the parking thread (a Close, the peer gone, a protocol
+    /// error), without a thread of their own (`park.rs`).
+    pub parked_ends: AtomicU64,
     /// Echoes written by the reader that read them (`gate.rs`), not by the dispatcher.
     pub echoes_direct: AtomicU64,
     /// Direct writes (those echoes, and 101s written by the accepting thread) the socket took
@@ -290,6 +293,12 @@ impl Stats {
             "gauge",
             "Accepted connections whose first request head has not all arrived yet (they hold no thread; 408 after the handshake timeout).",
             self.heads_arriving.load(Relaxed),
+        );
+        metric(
+            "wschat_parked_ends_total",
+            "counter",
+            "Parked relay and echo connections that ended on the parking thread (the client's Close, its hang-up, or a protocol error), without starting a thread.",
+            self.parked_ends.load(Relaxed),
         );
         metric(
             "wschat_echoes_direct_total",

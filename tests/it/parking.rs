@@ -148,3 +148,59 @@ fn parking_keeps_what_tungstenite_was_in_the_middle_of() {
     s.read_exact(&mut pong).unwrap();
     assert_eq!(&pong, &[0x8A, 2, b'h', b'b']);
 }
+
+/// Parked relay and echo connections end on the parking thread, with no thread of their own:
+/// a Close is answered with its code, a hang-up and a protocol error (1002) end the connection
+/// too, and one whose client never closes its side after the Close exchange is dropped after
+/// the close wait (5 s), not kept. `wschat_parked_ends_total` counts each of them; it stays 0
+/// if they go through connection threads.
+#[test]
+fn parked_connections_end_on_the_parking_thread() {
+    use std::io::{Read, Write};
+    let server = start(|_| {});
+    let addr = server.local_addr();
+    let handle = server.handle();
+    let mut closers: Vec<Client> = (0..20).map(|_| connect(addr, "/")).collect();
+    let hang_ups: Vec<Client> = (0..10).map(|_| connect(addr, "/echo")).collect();
+    let (mut violator, _) = raw_upgrade(addr, "/");
+    let (mut stayer, _) = raw_upgrade(addr, "/echo");
+    // A new connection starts parked: all 32 are.
+    assert!(wait_until(IO_TIMEOUT, || metric(
+        &handle,
+        "wschat_parked_connections"
+    ) == 32));
+
+    for ws in &mut closers {
+        ws.close(None).unwrap();
+    }
+    for ws in &mut closers {
+        assert_eq!(expect_close(ws), 1005);
+    }
+    drop(closers);
+    drop(hang_ups);
+    // An unmasked client frame breaks RFC 6455 5.1: 1002, then the server closes its side.
+    violator.write_all(&[0x81, 0x02, b'h', b'i']).unwrap();
+    let (frames, ending) = FrameReader::new(violator, Vec::new(), 1024).rest();
+    assert_eq!(frames.last().and_then(|f| f.close_code()), Some(1002));
+    assert_eq!(ending, Ending::Eof);
+    assert!(wait_until(IO_TIMEOUT, || handle.connection_count() == 1));
+
+    // The last one exchanges Closes but never closes its socket: it is dropped anyway.
+    stayer
+        .write_all(&client_frame(0x88, &1000u16.to_be_bytes(), [9, 8, 7, 6]))
+        .unwrap();
+    let mut reply = [0u8; 4];
+    stayer.read_exact(&mut reply).unwrap();
+    assert_eq!(
+        reply,
+        [0x88, 2, 0x03, 0xE8],
+        "the Close is answered with its code"
+    );
+    assert!(
+        wait_until(IO_TIMEOUT, || handle.connection_count() == 0),
+        "a client that never closes its side is kept"
+    );
+    assert_eq!(metric(&handle, "wschat_parked_ends_total"), 32);
+    assert_eq!(metric(&handle, "wschat_parked_connections"), 0);
+    drop(stayer);
+}
