@@ -39,8 +39,9 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(5);
 
 /// Connections accepted per pass of the loop before arriving heads get their turn again: a
 /// connect flood cannot starve the heads (the listener stays ready, so the next wait returns
-/// at once). 16 against 128: 2% more handshakes/s at 10,000, p90 1.8 ms against 2.1
-/// (BENCHMARKS.md).
+/// at once). 16 against 128: 2% more handshakes/s at 10,000, p90 1.8 ms against 2.1, when a
+/// pass's 101s waited for the whole pass; since they go out at once (the joining inbox), 4, 16
+/// and 64 measure the same within the noise (BENCHMARKS.md).
 const ACCEPT_BURST: usize = 16;
 
 /// Clients put in the dispatcher's joining inbox (`Hub::take_joined`) are announced to it with
