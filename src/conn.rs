@@ -353,7 +353,8 @@ impl Conn {
                     break;
                 }
                 // The end, where ending waits on nothing but the dispatcher: no thread for it
-                // (a thread start per closing client cost ~10x the CPU of the close itself).
+                // (a thread started per closing client took a connection's life from ~47 to
+                // ~125 µs of server CPU: BENCHMARKS.md, "Churn").
                 Ok(Message::Close(_)) | Err(_) if self.ends_here() => {
                     self.step(result);
                     self.host.stats.parked_ends.fetch_add(1, Relaxed);

@@ -6,10 +6,13 @@
 //! a broadcast are idle most of the time. So a thread that has read nothing for `park_after`
 //! hands its connection (the tungstenite state, untouched) to the parking thread and ends. The
 //! parking thread sleeps in one `epoll_wait` over every parked socket; when one becomes
-//! readable it reads without blocking. Heartbeat frames (ping, pong) are handled right there; a
-//! data frame, a Close or an error sends the connection back to a new thread of its own, which
-//! handles that frame first. The cost: one wake-up when a connection goes idle and a thread
-//! start (tens of microseconds) when it speaks again.
+//! readable it reads without blocking. Heartbeat frames (ping, pong) are handled right there,
+//! and so is the end of a relay or echo connection (a Close, a hang-up, a protocol error): its
+//! last frame goes to the dispatcher and it lingers here until its client closes its side or
+//! `CLOSE_WAIT` passes. A data frame, or the end of a connection whose ending may wait (chat,
+//! a host's events), sends the connection back to a new thread of its own, which handles that
+//! frame first. The cost: one wake-up when a connection goes idle and a thread start (tens of
+//! microseconds) when it speaks again.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -121,7 +124,9 @@ impl Parking {
                     break;
                 }
                 lingering.pop_front();
-                if let Some(conn) = self.parked.lock().remove(&id) {
+                // Out of the lock before it is dropped: dropping it tells the dispatcher.
+                let conn = self.parked.lock().remove(&id);
+                if let Some(conn) = conn {
                     self.stats.parked.fetch_sub(1, Relaxed);
                     debug!("client {id}: did not close its side in time; dropping it");
                     drop(conn);
