@@ -14,6 +14,7 @@
 mod args;
 mod hist;
 mod mask;
+mod owner;
 mod payload;
 mod sys;
 mod track;
@@ -179,6 +180,9 @@ fn run(opts: Options) -> Result<Report, String> {
     for target in &opts.targets {
         TcpStream::connect_timeout(&target.addr, Duration::from_secs(3))
             .map_err(|e| format!("cannot connect to {}: {e}", target.addr))?;
+    }
+    if let Some(pid) = opts.server_pid {
+        check_server_pid(pid, &opts)?;
     }
 
     let rss_before = match opts.scenario {
@@ -492,6 +496,33 @@ fn merge(into: &mut serde_json::Value, from: serde_json::Value) {
     if let (Some(a), serde_json::Value::Object(b)) = (into.as_object_mut(), from) {
         a.extend(b);
     }
+}
+
+/// Refuses a `--server-pid` that serves none of the targets' ports: its memory and CPU would be
+/// reported as the server's. A process whose descriptors cannot be read is measured with a
+/// warning (that needs another user's process, and root is not required to run the bench).
+fn check_server_pid(pid: u32, opts: &Options) -> Result<(), String> {
+    let mut unknown = None;
+    for target in &opts.targets {
+        match owner::holds_listener(pid, target.addr.port())? {
+            owner::Owner::Yes => return Ok(()),
+            owner::Owner::No => {}
+            owner::Owner::Unknown(why) => unknown = Some(why),
+        }
+    }
+    if let Some(why) = unknown {
+        eprintln!("wschat bench: cannot check that --server-pid {pid} is the server ({why})");
+        return Ok(());
+    }
+    let ports: Vec<String> = opts
+        .targets
+        .iter()
+        .map(|t| t.addr.port().to_string())
+        .collect();
+    Err(format!(
+        "--server-pid {pid} is not listening on port {}: is it the server's PID?",
+        ports.join(" or ")
+    ))
 }
 
 /// The server's resident memory, from `/proc/PID/status` or the metrics endpoint.

@@ -107,3 +107,43 @@ fn connections_are_spread_round_robin_over_several_urls() {
         assert!(metric(&handle, "wschat_messages_in_total") > 0, "{v}");
     }
 }
+
+/// `--server-pid` must be the server's: a process that does not listen on the target's port is
+/// refused with a clear error, instead of its memory and CPU being reported as the server's
+/// (a wrong PID once gave "0 bytes per connection"). The server here runs in this process.
+#[test]
+fn a_server_pid_that_is_not_the_server_is_refused() {
+    let server = start(|_| {});
+    let url = format!("ws://{}/", server.local_addr());
+    let own = std::process::id().to_string();
+    let v = bench_json(&[
+        "idle",
+        "--url",
+        &url,
+        "-c",
+        "5",
+        "-d",
+        "0.2",
+        "--server-pid",
+        &own,
+    ]);
+    assert_eq!(v["held_conns"].as_u64(), Some(5), "{v}");
+
+    let mut other = Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .expect("start sleep");
+    let out = Command::new(env!("CARGO_BIN_EXE_wschat"))
+        .args(["bench", "idle", "--url", &url, "-c", "5", "-d", "0.2", "-q"])
+        .args(["--server-pid", &other.id().to_string()])
+        .output()
+        .expect("run wschat bench");
+    let _ = other.kill();
+    let _ = other.wait();
+    assert!(!out.status.success(), "a wrong --server-pid was accepted");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("is not listening on port"),
+        "unclear error: {stderr}"
+    );
+}
