@@ -317,17 +317,25 @@ fn the_token_subcommand_prints_a_token_the_server_accepts() {
     assert_eq!(welcome["name"], "operator");
 }
 
-#[test]
-fn a_connection_is_closed_with_1008_when_its_token_expires() {
-    let dir = TempDir::new("jwt-expiry");
+/// A server that takes HS256 tokens signed with a fresh secret (returned: its file, to sign
+/// with), with no leeway, so that a close comes at `exp` itself and a test stays short; `tune`
+/// sets the rest.
+fn no_leeway_server(tag: &str, tune: impl FnOnce(&mut Config)) -> (TempDir, PathBuf, Server) {
+    let dir = TempDir::new(tag);
     let secret = dir.0.join("secret");
     std::fs::write(&secret, "expiry-secret-0123456789abcdef0123").unwrap();
     let file = secret.clone();
     let server = start(move |c| {
         c.jwt_secret_file = Some(file);
-        // No leeway, so the close comes at `exp` itself and the test stays short.
         c.jwt_leeway = Duration::ZERO;
+        tune(c);
     });
+    (dir, secret, server)
+}
+
+#[test]
+fn a_connection_is_closed_with_1008_when_its_token_expires() {
+    let (_dir, secret, server) = no_leeway_server("jwt-expiry", |_| {});
     let addr = server.local_addr();
     let mut claims = wschat::TokenClaims::default();
     claims.lifetime = Duration::from_secs(2);
@@ -386,13 +394,7 @@ fn a_connection_is_closed_with_1008_when_its_token_expires() {
 /// a quiet handshake is never announced.
 #[test]
 fn a_silent_client_alone_on_the_server_is_closed_when_its_token_expires() {
-    let dir = TempDir::new("jwt-silent-expiry");
-    let secret = dir.0.join("secret");
-    std::fs::write(&secret, "expiry-secret-0123456789abcdef0123").unwrap();
-    let file = secret.clone();
-    let server = start(move |c| {
-        c.jwt_secret_file = Some(file);
-        c.jwt_leeway = Duration::ZERO;
+    let (_dir, secret, server) = no_leeway_server("jwt-silent-expiry", |c| {
         c.ping_interval = Duration::ZERO; // no heartbeat tick wakes the dispatcher
     });
     let mut claims = wschat::TokenClaims::default();
