@@ -136,16 +136,8 @@ impl Parking {
             // wake-up after a burst, none while nothing changes.
             let trim_at = (self.trim.lock().0 > 0).then(|| now + TRIM_INTERVAL);
             let linger_at = lingering.front().map(|&(at, _)| at);
-            let timeout = [trim_at, linger_at]
-                .into_iter()
-                .flatten()
-                .min()
-                .map_or(-1, |at| {
-                    at.saturating_duration_since(now)
-                        .as_millis()
-                        .saturating_add(1)
-                        .min(i32::MAX as u128) as i32
-                });
+            let wake_at = [trim_at, linger_at].into_iter().flatten().min();
+            let timeout = sys::wait_ms(wake_at, now);
             let waited = self.epoll.wait_timeout(&mut keys, timeout);
             if waited.is_ok() && keys.is_empty() {
                 if trim_at.is_some_and(|at| Instant::now() >= at) {

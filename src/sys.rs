@@ -9,6 +9,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Instant;
 
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {
@@ -88,6 +89,15 @@ pub(crate) fn trim_heap() {
 pub(crate) fn set_backlog(listener: &impl AsRawFd, backlog: i32) -> io::Result<()> {
     // SAFETY: plain syscall on a borrowed, open descriptor.
     cvt(unsafe { libc::listen(listener.as_raw_fd(), backlog) }).map(drop)
+}
+
+/// Milliseconds until `at` for `epoll_wait`, rounded up (waking early would just wait again);
+/// -1 (no deadline): until something happens.
+pub(crate) fn wait_ms(at: Option<Instant>, now: Instant) -> i32 {
+    at.map_or(-1, |at| {
+        let nanos = at.saturating_duration_since(now).as_nanos();
+        nanos.div_ceil(1_000_000).min(i32::MAX as u128) as i32
+    })
 }
 
 /// Sets `TCP_NODELAY` on a listening socket: on Linux the connections it accepts inherit it

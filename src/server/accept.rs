@@ -78,7 +78,7 @@ pub(super) fn accept_loop(shared: &Arc<Shared>) {
             .flatten()
             .min();
         keys.clear();
-        if let Err(e) = epoll.wait_timeout(&mut keys, wait_ms(wake_at, now)) {
+        if let Err(e) = epoll.wait_timeout(&mut keys, sys::wait_ms(wake_at, now)) {
             if e.kind() != io::ErrorKind::Interrupted {
                 warn!("accept thread: epoll_wait failed: {e}");
                 std::thread::sleep(ACCEPT_RETRY);
@@ -117,15 +117,6 @@ pub(super) fn accept_loop(shared: &Arc<Shared>) {
             .store(door.len() as u64, Relaxed);
     }
     debug!("accept loop ended");
-}
-
-/// Milliseconds until `at` for `epoll_wait`, rounded up (waking early would just wait again);
-/// -1 (no deadline): until something happens.
-fn wait_ms(at: Option<Instant>, now: Instant) -> i32 {
-    at.map_or(-1, |at| {
-        let nanos = at.saturating_duration_since(now).as_nanos();
-        nanos.div_ceil(1_000_000).min(i32::MAX as u128) as i32
-    })
 }
 
 /// Accepts what the listener holds, up to [`ACCEPT_BURST`]; returns how long to stop accepting
