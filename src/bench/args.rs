@@ -126,6 +126,7 @@ Options (default in brackets; per scenario where it differs):
                              against servers that write one frame per syscall, adds up to D
                              to the measured latency [0]
       --server-pid PID       read the server's RSS (VmRSS) and CPU time from /proc/PID
+                             (refused unless PID listens on a --url's port)
       --metrics-url URL      read the server's RSS from a Prometheus line
                              wschat_resident_memory_bytes [idle without --server-pid:
                              http://HOST:PORT/metrics of --url]
